@@ -1,0 +1,111 @@
+"""AWS failures as the operator's own errors.
+
+botocore reports everything as ``ClientError`` with a code string; the reconciler needs to know one thing
+about a failure: must the spec (or the AWS side) change for it to clear (Terminal), or will it clear by
+itself (Recoverable)? Each class answers that and carries the condition reason shown to the user.
+"""
+
+from __future__ import annotations
+
+from botocore import exceptions as botocore_exceptions
+
+
+class AwsError(Exception):
+    """A failed AWS call, with what the user should read about it."""
+
+    terminal: bool = False
+    reason: str = "AWSError"
+
+    def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.operation = operation
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class NotFound(AwsError):
+    terminal = True
+    reason = "PipelineNotFound"
+
+
+class AccessDenied(AwsError):
+    terminal = True
+    reason = "AccessDenied"
+
+
+class InvalidRequest(AwsError):
+    terminal = True
+    reason = "InvalidRequest"
+
+
+class DependencyMissing(AwsError):
+    """Image scanning needs Amazon Inspector to be active for the resource type first."""
+
+    reason = "InspectorNotEnabled"
+
+
+class Throttled(AwsError):
+    reason = "Throttled"
+
+
+class Unavailable(AwsError):
+    reason = "AWSUnavailable"
+
+
+class Conflict(AwsError):
+    reason = "Conflict"
+
+
+_BY_CODE: dict[str, type[AwsError]] = {
+    "ResourceNotFoundException": NotFound,
+    "AccessDeniedException": AccessDenied,
+    "ForbiddenException": AccessDenied,
+    "UnauthorizedOperation": AccessDenied,
+    "UnrecognizedClientException": AccessDenied,
+    "InvalidClientTokenId": AccessDenied,
+    "ExpiredTokenException": AccessDenied,
+    "InvalidParameterException": InvalidRequest,
+    "InvalidParameterValueException": InvalidRequest,
+    "InvalidParameterCombinationException": InvalidRequest,
+    "InvalidRequestException": InvalidRequest,
+    "ValidationException": InvalidRequest,
+    "ClientException": InvalidRequest,
+    "ResourceDependencyException": DependencyMissing,
+    "CallRateLimitExceededException": Throttled,
+    "ThrottlingException": Throttled,
+    "TooManyRequestsException": Throttled,
+    "ServiceException": Unavailable,
+    "ServiceUnavailableException": Unavailable,
+    "InternalServerException": Unavailable,
+    "ResourceInUseException": Conflict,
+    "IdempotentParameterMismatchException": Conflict,
+}
+
+
+def from_client_error(exc: botocore_exceptions.ClientError) -> AwsError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = str(error.get("Message", "")) or code
+    operation = exc.operation_name
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    cls = _BY_CODE.get(code) or (Unavailable if status >= 500 else InvalidRequest)
+    return cls(f"{operation}: {code}: {message}", code=code, operation=operation)
+
+
+def from_exception(exc: Exception) -> AwsError:
+    """Any exception out of a boto3 call, translated; unknown ones are re-raised as they are."""
+    if isinstance(exc, AwsError):
+        return exc
+    if isinstance(exc, botocore_exceptions.ClientError):
+        return from_client_error(exc)
+    if isinstance(exc, botocore_exceptions.NoCredentialsError | botocore_exceptions.PartialCredentialsError):
+        err: AwsError = AccessDenied(f"no AWS credentials: {exc}", code="NoCredentials")
+        err.reason = "NoCredentials"
+        return err
+    if isinstance(exc, botocore_exceptions.BotoCoreError):
+        # Connection failures, timeouts and the like: the network or the endpoint, not the request.
+        return Unavailable(f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
+    raise exc

@@ -1,0 +1,63 @@
+"""Back-off for throttling that botocore does not retry.
+
+Image Builder answers throttling with ``CallRateLimitExceededException`` (HTTP 429), which botocore's
+standard and adaptive retry modes do not treat as retryable. Retrying it at once from many worker threads
+would make a throttling storm worse, so a throttled call both sleeps with full jitter and closes a gate that
+every other call on the same client waits at: the whole operator slows down, not just the unlucky thread.
+botocore's own standard mode still handles 5xx and connection errors.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+THROTTLING_CODES = frozenset({"CallRateLimitExceededException", "ThrottlingException", "TooManyRequestsException"})
+
+
+class ThrottleGate:
+    """A shared "not before" time for every call through one client."""
+
+    def __init__(self, *, base: float = 0.5, cap: float = 8.0, max_attempts: int = 4,
+                 rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.max_attempts = max_attempts
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._not_before = 0.0
+        self.throttled = 0
+
+    def wait(self, **_: Any) -> None:
+        """Block until the gate is open (a botocore ``before-send`` hook: returns None)."""
+        delay = self._not_before - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential delay for the given (1-based) attempt, and close the gate for it."""
+        delay = self._rng.uniform(0, min(self.cap, self.base * 2 ** attempt))
+        with self._lock:
+            self.throttled += 1
+            self._not_before = max(self._not_before, time.monotonic() + delay / 2)
+        return delay
+
+    def needs_retry(self, response: Any = None, attempts: int = 1, **_: Any) -> float | None:
+        """A botocore ``needs-retry`` hook: a delay for throttling, None (no opinion) for the rest."""
+        if not response or attempts >= self.max_attempts:
+            return None
+        parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else {}
+        code = (parsed or {}).get("Error", {}).get("Code")
+        if code not in THROTTLING_CODES:
+            return None
+        return self.backoff(attempts)
+
+
+def install(client: Any, gate: ThrottleGate) -> None:
+    """Hook the gate into a boto3 client's event system, so paginators are covered too."""
+    service = client.meta.service_model.endpoint_prefix
+    events = client.meta.events
+    events.register(f"needs-retry.{service}", gate.needs_retry)
+    events.register(f"before-send.{service}", gate.wait)

@@ -1,0 +1,197 @@
+"""ImagePipeline handlers: every trigger (create, update, resume, the resync timer) runs one reconcile.
+
+A handler parses the object with the models, hands the blocking AWS work to the runtime's thread pool,
+writes the complete status the reconciler returns, and posts Events for what a person should notice.
+AWS failures never raise into kopf: they become conditions, and the schedule decides when to try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+import pydantic
+
+from imagescan import GROUP, VERSION
+from imagescan.aws import errors
+from imagescan.handlers import runtime as runtime_
+from imagescan.models import imagepipeline as m
+from imagescan.models import kstatus
+from imagescan.reconcile import pipeline
+
+RESOURCE = (GROUP, VERSION, "imagepipelines")
+PAUSED_ANNOTATION = f"{GROUP}/paused"
+RECONCILE_ANNOTATION = f"{GROUP}/reconcile-requested-at"
+
+
+def register(registry: kopf.OperatorRegistry, tick: float) -> None:
+    for decorator, handler_id in (
+        (kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume"),
+    ):
+        decorator(*RESOURCE, registry=registry, id=handler_id)(reconcile_now)
+    kopf.timer(*RESOURCE, registry=registry, id="resync", interval=tick, initial_delay=tick)(resync)
+    kopf.on.delete(*RESOURCE, registry=registry, id="delete")(delete)
+
+
+async def reconcile_now(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any,
+) -> None:
+    await _reconcile(body, patch, memo, logger)
+
+
+async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    shared: runtime_.Runtime = memo.runtime
+    due = shared.schedule.due(body.meta.uid or "")
+    if due.sync:
+        await _reconcile(body, patch, memo, logger, refresh_findings=due.findings)
+
+
+async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    shared: runtime_.Runtime = memo.runtime
+    uid = body.meta.uid or ""
+    try:
+        spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
+    except pydantic.ValidationError:
+        return  # never reconciled, so nothing of ours is in AWS
+    paused = body.meta.annotations.get(PAUSED_ANNOTATION) == "true"
+    if spec.deletion_policy != "Disable" or spec.management_policy == "Observe" or paused:
+        shared.forget(uid)
+        return
+    request = _request(body, spec)
+    try:
+        async with shared.lock(uid):
+            wrote = await _in_thread(shared, pipeline.disable, shared.clients, request)
+    except errors.NotFound:
+        wrote = False
+    except errors.AwsError as exc:
+        if exc.terminal:
+            kopf.warn(body, reason=exc.reason, message=f"could not turn scanning off: {exc.message}")
+            raise kopf.PermanentError(exc.message) from None
+        delay = shared.schedule.failed(uid, terminal=False, resync=300)
+        raise kopf.TemporaryError(exc.message, delay=delay) from None
+    if wrote:
+        logger.info("deletionPolicy Disable: turned scanning off")
+    shared.forget(uid)
+
+
+async def _reconcile(
+        body: kopf.Body,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        logger: kopf.Logger,
+        *,
+        refresh_findings: bool = False,
+) -> None:
+    shared: runtime_.Runtime = memo.runtime
+    uid = body.meta.uid or ""
+    async with shared.lock(uid):
+        previous = _previous_status(body)
+        try:
+            spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
+        except pydantic.ValidationError as exc:
+            _write_invalid_spec(body, patch, previous, exc)
+            shared.schedule.failed(uid, terminal=True, resync=600)
+            return
+        request = _request(body, spec, previous, refresh_findings)
+        outcome = await _in_thread(shared, pipeline.sync, shared.clients, shared.buckets, request)
+        status = outcome.status.model_copy(
+            update={"last_handled_reconcile_at": body.meta.annotations.get(RECONCILE_ANNOTATION)},
+        )
+        _write_status(patch, body, pipeline.fit(status))
+        _post_events(body, previous, outcome, logger)
+        if outcome.error is None:
+            shared.schedule.succeeded(
+                uid, resync=spec.resync_seconds, refresh=spec.refresh_seconds,
+                findings_refreshed=outcome.findings_refreshed,
+            )
+        else:
+            delay = shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=spec.resync_seconds)
+            logger.info("%s; next attempt in %.0fs", outcome.error.message, delay)
+
+
+def _request(
+        body: kopf.Body,
+        spec: m.ImagePipelineSpec,
+        previous: m.ImagePipelineStatus | None = None,
+        refresh_findings: bool = False,
+) -> pipeline.Request:
+    return pipeline.Request(
+        spec=spec, uid=body.meta.uid or "", generation=int(body.meta.get("generation") or 0),
+        previous=previous if previous is not None else _previous_status(body),
+        paused=body.meta.annotations.get(PAUSED_ANNOTATION) == "true",
+        refresh_findings=refresh_findings,
+    )
+
+
+def _previous_status(body: kopf.Body) -> m.ImagePipelineStatus:
+    try:
+        return m.ImagePipelineStatus.model_validate(dict(body.status))
+    except pydantic.ValidationError:
+        return m.ImagePipelineStatus()  # written by an older operator: start afresh rather than fail
+
+
+async def _in_thread(shared: runtime_.Runtime, fn: Any, *args: Any) -> Any:
+    """boto3 blocks: run it in the runtime's pool, sized with botocore's connection pool."""
+    return await asyncio.get_running_loop().run_in_executor(shared.executor, fn, *args)
+
+
+def _write_status(patch: kopf.Patch, body: kopf.Body, status: m.ImagePipelineStatus) -> None:
+    """Replace the whole status through a merge patch: keys no longer present are set to null."""
+    new = status.to_k8s()
+    for key in body.status:
+        if key not in new:
+            patch.status[key] = None
+    for key, value in new.items():
+        patch.status[key] = value
+
+
+def _write_invalid_spec(
+        body: kopf.Body, patch: kopf.Patch, previous: m.ImagePipelineStatus, exc: pydantic.ValidationError,
+) -> None:
+    problems = "; ".join(
+        f"spec.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" if error["loc"] else error["msg"]
+        for error in exc.errors()
+    )
+    generation = int(body.meta.get("generation") or 0)
+    wanted = [
+        kstatus.make(kstatus.Type.READY, "False", "InvalidSpec", problems, generation),
+        kstatus.make(kstatus.Type.STALLED, "True", "InvalidSpec", problems, generation),
+    ]
+    status = previous.model_copy(update={
+        "observed_generation": generation, "conditions": kstatus.merge(previous.conditions, wanted),
+    })
+    _write_status(patch, body, status)
+    if _ready_reason(previous) != "InvalidSpec":
+        kopf.warn(body, reason="InvalidSpec", message=problems)
+
+
+def _ready_reason(status: m.ImagePipelineStatus) -> str | None:
+    return next((c.reason for c in status.conditions if c.type == kstatus.Type.READY), None)
+
+
+def _post_events(
+        body: kopf.Body, previous: m.ImagePipelineStatus, outcome: pipeline.Outcome, logger: kopf.Logger,
+) -> None:
+    """Events on transitions only, so a resync that finds the same problem again stays quiet."""
+    if outcome.wrote:
+        state = "on" if outcome.status.scanning and outcome.status.scanning.enabled else "off"
+        kopf.info(body, reason="ScanningUpdated", message=f"turned image scanning {state} in Image Builder")
+        logger.info("turned image scanning %s", state)
+    error = outcome.error
+    if error is not None and _ready_reason(previous) != error.reason:
+        kopf.warn(body, reason=error.reason, message=error.message)
+    if outcome.drift and _ready_reason(previous) != "Drifted":
+        kopf.warn(body, reason="Drifted", message="; ".join(outcome.drift))
+    before = _latest_critical(previous)
+    after = _latest_critical(outcome.status)
+    if after is not None and after > (before or 0):
+        image = outcome.status.findings.latest_image if outcome.status.findings else None
+        kopf.warn(body, reason="CriticalFindingsIncreased", message=(
+            f"latest image {image.version if image else ''} has {after} critical finding(s), was {before or 0}"
+        ))
+
+
+def _latest_critical(status: m.ImagePipelineStatus) -> int | None:
+    image = status.findings.latest_image if status.findings else None
+    return image.severity_counts.critical if image else None

@@ -1,0 +1,48 @@
+"""What the handlers share for the operator's lifetime: built at start-up, kept in kopf's memo."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+
+from imagescan.aws import clients as aws_clients
+from imagescan.reconcile import findings, schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The operator's settings, from the command line."""
+
+    aws: aws_clients.Settings = dataclasses.field(default_factory=aws_clients.Settings)
+    tick: float = 10.0
+    """How often each object's timer checks whether a resync or findings refresh is due (seconds)."""
+    namespaces: tuple[str, ...] = ()
+    clusterwide: bool = False
+    liveness_endpoint: str | None = None
+
+
+class Runtime:
+    """AWS clients, the worker pool for blocking boto3 calls, shared caches and the schedule."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.clients = aws_clients.Clients(config.aws)
+        self.buckets = findings.AccountBuckets()
+        self.schedule = schedule.Schedule()
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.aws.workers, thread_name_prefix="imagescan-aws",
+        )
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        """One reconcile at a time per object, whether an event or the timer started it."""
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    def forget(self, uid: str) -> None:
+        self._locks.pop(uid, None)
+        self.schedule.forget(uid)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.clients.close()

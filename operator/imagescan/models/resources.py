@@ -1,0 +1,63 @@
+"""The custom resources the operator serves, with what the CRD needs beyond the schema."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from imagescan.models import base, imagepipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    type: str
+    json_path: str
+    description: str
+    priority: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    categories: tuple[str, ...]
+    description: str
+    spec: type[base.CRDModel]
+    status: type[base.CRDModel]
+    columns: tuple[PrinterColumn, ...]
+
+
+_LATEST = ".status.findings.latestImage"
+
+IMAGE_PIPELINE = Resource(
+    kind="ImagePipeline",
+    plural="imagepipelines",
+    singular="imagepipeline",
+    short_names=("ibp",),
+    categories=("imagescan",),
+    description=(
+        "An EC2 Image Builder pipeline that must be scanned by Amazon Inspector. The operator keeps the "
+        "pipeline's image scanning configuration as declared and summarises the findings of its latest "
+        "image in status."
+    ),
+    spec=imagepipeline.ImagePipelineSpec,
+    status=imagepipeline.ImagePipelineStatus,
+    columns=(
+        PrinterColumn("Scanning", "boolean", ".status.scanning.enabled", "Whether Inspector scans the pipeline"),
+        PrinterColumn("Critical", "integer", f"{_LATEST}.severityCounts.critical", "Critical findings, latest image"),
+        PrinterColumn("High", "integer", f"{_LATEST}.severityCounts.high", "High findings, latest image"),
+        PrinterColumn("Total", "integer", f"{_LATEST}.severityCounts.total", "All findings, latest image"),
+        PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Ready condition"),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation"),
+        PrinterColumn("Medium", "integer", f"{_LATEST}.severityCounts.medium", "Medium findings, latest image", 1),
+        PrinterColumn("Low", "integer", f"{_LATEST}.severityCounts.low", "Low findings, latest image", 1),
+        PrinterColumn("Latest-Image", "string", f"{_LATEST}.version", "Version of the latest image build", 1),
+        PrinterColumn(
+            "Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', "Why Ready is as it is", 1,
+        ),
+    ),
+)
+
+ALL: tuple[Resource, ...] = (IMAGE_PIPELINE,)

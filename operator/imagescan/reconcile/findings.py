@@ -1,0 +1,267 @@
+"""Findings summary for one pipeline: six severity counts and the worst findings, from few AWS calls.
+
+ListImageScanFindingAggregations counts only all / critical / high / medium. The other three levels are
+derived: untriaged and informational findings are few, so they are listed account-wide once per refresh
+(with the severity filter) in a cache every pipeline of the account shares, and low is what is left.
+The top-N list needs only the highest severities; those findings are read either from the image (stopping
+as soon as every finding of the needed severities has been seen) or from the shared account-wide severity
+lists, whichever costs fewer pages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from imagescan.aws import findings as aws_findings
+from imagescan.models import imagepipeline as m
+
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED")
+_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+_SMALL_BUCKETS = ("UNTRIAGED", "INFORMATIONAL")
+_AGGREGATED = ("CRITICAL", "HIGH", "MEDIUM")
+REMEDIATION_TEXT_LIMIT = 200
+NVD_URL = "https://nvd.nist.gov/vuln/detail/{}"
+
+
+def summarize(raw: dict[str, Any]) -> m.Finding:
+    """The compact form of an ImageScanFinding that status keeps."""
+    details = raw.get("packageVulnerabilityDetails") or {}
+    vulnerability_id = str(details.get("vulnerabilityId") or raw.get("title") or "unknown")
+    package = (details.get("vulnerablePackages") or [{}])[0]
+    cvss = _pick_cvss(details.get("cvss") or [])
+    recommendation = (raw.get("remediation") or {}).get("recommendation") or {}
+    text = recommendation.get("text")
+    if text and len(text) > REMEDIATION_TEXT_LIMIT:
+        text = text[: REMEDIATION_TEXT_LIMIT - 1] + "…"
+    return m.Finding(
+        vulnerability_id=vulnerability_id,
+        severity=str(raw.get("severity") or "UNTRIAGED"),
+        inspector_score=raw.get("inspectorScore"),
+        cvss=m.CvssScore(
+            base_score=cvss.get("baseScore"), source=cvss.get("source"),
+            version=cvss.get("version"), vector=cvss.get("scoringVector"),
+        ) if cvss else None,
+        package=m.PackageRef(
+            name=package.get("name"), installed_version=_version(package),
+            fixed_in_version=package.get("fixedInVersion"),
+        ) if package else None,
+        fix_available=raw.get("fixAvailable"),
+        remediation=m.Remediation(text=text, url=recommendation.get("url")) if recommendation else None,
+        vendor_published_at=_timestamp(details.get("vendorCreatedAt")),
+        first_observed_at=_timestamp(raw.get("firstObservedAt")),
+        nvd_url=NVD_URL.format(vulnerability_id) if vulnerability_id.startswith("CVE-") else details.get("sourceUrl"),
+    )
+
+
+def _pick_cvss(scores: list[dict[str, Any]]) -> dict[str, Any]:
+    """NVD's score if present (what people compare against), else the newest CVSS version given."""
+    for score in scores:
+        if str(score.get("source", "")).upper() == "NVD":
+            return score
+    return max(scores, key=lambda s: str(s.get("version", "")), default={})
+
+
+def _version(package: dict[str, Any]) -> str | None:
+    version = package.get("version")
+    release = package.get("release")
+    if version and release:
+        return f"{version}-{release}"
+    return version
+
+
+def _timestamp(value: Any) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat()).replace("+00:00", "Z")
+    return str(value)
+
+
+def worst_first(finding: m.Finding) -> tuple[int, float, str]:
+    return (_RANK.get(finding.severity, len(SEVERITIES)), -(finding.inspector_score or 0.0), finding.vulnerability_id)
+
+
+def top(findings: Iterable[m.Finding], n: int) -> list[m.Finding]:
+    return heapq.nsmallest(n, findings, key=worst_first)
+
+
+def six_levels(aggregated: dict[str, int], small_bucket_count: Callable[[str], int]) -> m.SeverityCounts:
+    """All six levels from the aggregation counts; the small buckets are looked up only when some
+    findings are below medium."""
+    rest = aggregated["all"] - aggregated["critical"] - aggregated["high"] - aggregated["medium"]
+    untriaged = informational = 0
+    if rest > 0:
+        untriaged = small_bucket_count("UNTRIAGED")
+        informational = small_bucket_count("INFORMATIONAL")
+    return m.SeverityCounts(
+        critical=aggregated["critical"], high=aggregated["high"], medium=aggregated["medium"],
+        low=max(0, rest - untriaged - informational), informational=informational, untriaged=untriaged,
+        total=aggregated["all"],
+    )
+
+
+def count_of(counts: m.SeverityCounts, severity: str) -> int:
+    return int(getattr(counts, severity.lower()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    """Every finding of one severity in one account and region, as of ``fetched_at``."""
+
+    fetched_at: float
+    by_image: dict[str, list[m.Finding]]
+    per_pipeline: dict[str, int]
+
+    def image_count(self, image_arn: str) -> int:
+        return len(self.by_image.get(image_arn, ()))
+
+
+class AccountBuckets:
+    """Account-wide severity lists and counts shared by every pipeline of an account and region.
+
+    Thread-safe and single-flight: when many pipelines refresh at once, one thread fetches a bucket and
+    the others wait for it instead of repeating the same pages.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._account_counts: dict[str, tuple[float, dict[str, int]]] = {}
+
+    def cached(self, region: str, severity: str, max_age: float) -> Bucket | None:
+        bucket = self._buckets.get((region, severity))
+        if bucket is not None and self._clock() - bucket.fetched_at <= max_age:
+            return bucket
+        return None
+
+    def bucket(self, client: Any, region: str, severity: str, max_age: float) -> Bucket:
+        with self._key_lock((region, severity)):
+            bucket = self.cached(region, severity, max_age)
+            if bucket is None:
+                bucket = self._fetch(client, severity)
+                self._buckets[(region, severity)] = bucket
+            return bucket
+
+    def account_counts(self, client: Any, region: str, max_age: float) -> dict[str, int]:
+        with self._key_lock((region, "*")):
+            cached = self._account_counts.get(region)
+            if cached is None or self._clock() - cached[0] > max_age:
+                cached = (self._clock(), aws_findings.severity_counts(client))
+                self._account_counts[region] = cached
+            return cached[1]
+
+    def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _fetch(self, client: Any, severity: str) -> Bucket:
+        by_image: dict[str, list[m.Finding]] = {}
+        per_pipeline: dict[str, int] = {}
+        for raw in aws_findings.iter_findings(client, "severity", severity):
+            by_image.setdefault(str(raw.get("imageBuildVersionArn")), []).append(summarize(raw))
+            pipeline = str(raw.get("imagePipelineArn"))
+            per_pipeline[pipeline] = per_pipeline.get(pipeline, 0) + 1
+        return Bucket(fetched_at=self._clock(), by_image=by_image, per_pipeline=per_pipeline)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """What a refresh works on."""
+
+    client: Any
+    region: str
+    pipeline_arn: str
+    image_arn: str | None
+    top_n: int
+    max_age: float
+
+
+def refresh_counts(scope: Scope, buckets: AccountBuckets) -> tuple[m.SeverityCounts, m.SeverityCounts | None]:
+    """Six-level counts for the pipeline and for its latest image."""
+    def small(severity: str) -> Bucket:
+        return buckets.bucket(scope.client, scope.region, severity, scope.max_age)
+
+    pipeline = six_levels(
+        aws_findings.severity_counts(scope.client, "imagePipelineArn", scope.pipeline_arn),
+        lambda severity: small(severity).per_pipeline.get(scope.pipeline_arn, 0),
+    )
+    if scope.image_arn is None:
+        return pipeline, None
+    image_arn = scope.image_arn
+    image = six_levels(
+        aws_findings.severity_counts(scope.client, "imageBuildVersionArn", image_arn),
+        lambda severity: small(severity).image_count(image_arn),
+    )
+    return pipeline, image
+
+
+def needed_severities(counts: m.SeverityCounts, n: int) -> list[str]:
+    """The severities the n worst findings come from (all of each but maybe the last)."""
+    needed: list[str] = []
+    collected = 0
+    for severity in SEVERITIES:
+        if collected >= n:
+            break
+        count = count_of(counts, severity)
+        if count:
+            needed.append(severity)
+            collected += count
+    return needed
+
+
+def refresh_top(scope: Scope, counts: m.SeverityCounts, buckets: AccountBuckets) -> list[m.Finding]:
+    """The ``top_n`` worst findings of the latest image, reading the fewest pages."""
+    if scope.image_arn is None or scope.top_n == 0 or counts.total == 0:
+        return []
+    needed = needed_severities(counts, scope.top_n)
+    if _bucket_pages(scope, needed, buckets) < _image_pages(counts):
+        image_arn = scope.image_arn
+        pool = (
+            finding
+            for severity in needed
+            for finding in buckets.bucket(scope.client, scope.region, severity, scope.max_age)
+            .by_image.get(image_arn, [])
+        )
+        return top(pool, scope.top_n)
+    return top(_image_findings(scope, counts, needed), scope.top_n)
+
+
+def _image_pages(counts: m.SeverityCounts) -> float:
+    """Pages of the image's own listing in the worst case (order is not guaranteed)."""
+    return math.ceil(counts.total / aws_findings.PAGE_SIZE)
+
+
+def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets) -> float:
+    pages = 0.0
+    account: dict[str, int] | None = None
+    for severity in needed:
+        if buckets.cached(scope.region, severity, scope.max_age) is not None:
+            continue
+        if severity not in _AGGREGATED:
+            return math.inf  # account-wide size unknown without listing it
+        if account is None:
+            account = buckets.account_counts(scope.client, scope.region, scope.max_age)
+        pages += math.ceil(account[severity.lower()] / aws_findings.PAGE_SIZE)
+    return pages
+
+
+def _image_findings(scope: Scope, counts: m.SeverityCounts, needed: list[str]) -> Iterable[m.Finding]:
+    """The image's findings of the needed severities; stops once all of them have been seen."""
+    assert scope.image_arn is not None
+    remaining = {severity: count_of(counts, severity) for severity in needed}
+    left = sum(remaining.values())
+    for raw in aws_findings.iter_findings(scope.client, "imageBuildVersionArn", scope.image_arn):
+        severity = str(raw.get("severity"))
+        if severity in remaining:
+            yield summarize(raw)
+            left -= 1
+            if left <= 0:
+                return

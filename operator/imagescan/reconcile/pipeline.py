@@ -1,0 +1,384 @@
+"""Keep one Image Builder pipeline's scanning configuration as declared, and describe it in status.
+
+The flow follows ACK's resource manager: resolve the pipeline, read it (ReadOne), compare the scanning
+configuration we own with what AWS has (delta), write only if they differ (Update), read back to verify,
+then refresh findings when they are due. Nothing here knows about kopf: the AWS clients come in, a
+complete new status and the error (if any) go out.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+from imagescan.aws import clients as aws_clients
+from imagescan.aws import errors, pipelines
+from imagescan.aws import findings as aws_findings
+from imagescan.models import imagepipeline as m
+from imagescan.models import kstatus
+from imagescan.reconcile import findings
+
+logger = logging.getLogger(__name__)
+TRANSIENT_SCAN_STATES = frozenset({"PENDING", "SCANNING", "COLLECTING"})
+# What an update may change besides the scanning configuration itself.
+_CHANGED_BY_UPDATE = frozenset({pipelines.SCANNING_FIELD, "dateUpdated"})
+
+
+class InvalidSpec(errors.AwsError):
+    terminal = True
+    reason = "InvalidSpec"
+
+
+class UpdateNotApplied(errors.AwsError):
+    reason = "UpdateNotApplied"
+
+
+class UnexpectedChange(errors.AwsError):
+    terminal = True
+    reason = "UnexpectedPipelineChange"
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """Everything one sync needs to know about the object."""
+
+    spec: m.ImagePipelineSpec
+    uid: str
+    generation: int
+    previous: m.ImagePipelineStatus
+    paused: bool = False
+    refresh_findings: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    status: m.ImagePipelineStatus
+    error: errors.AwsError | None = None
+    wrote: bool = False
+    drift: tuple[str, ...] = ()
+    findings_refreshed: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanConfig:
+    """The part of ``imageScanningConfiguration`` the spec owns; None means "not ours, keep AWS's"."""
+
+    enabled: bool
+    repository_name: str | None = None
+    container_tags: tuple[str, ...] | None = None
+
+
+def desired(spec: m.ImagePipelineSpec) -> ScanConfig:
+    ecr = spec.scanning.ecr
+    return ScanConfig(
+        enabled=spec.scanning.enabled,
+        repository_name=ecr.repository_name if ecr else None,
+        container_tags=tuple(ecr.container_tags) if ecr and ecr.container_tags is not None else None,
+    )
+
+
+def observed(pipeline: dict[str, Any]) -> ScanConfig:
+    config = pipeline.get(pipelines.SCANNING_FIELD) or {}
+    ecr = config.get("ecrConfiguration") or {}
+    tags = ecr.get("containerTags")
+    return ScanConfig(
+        enabled=bool(config.get("imageScanningEnabled")),
+        repository_name=ecr.get("repositoryName"),
+        container_tags=tuple(tags) if tags is not None else None,
+    )
+
+
+def delta(want: ScanConfig, have: ScanConfig) -> tuple[str, ...]:
+    """Human-readable differences in the fields the spec sets."""
+    differences = []
+    for field in dataclasses.fields(ScanConfig):
+        wanted = getattr(want, field.name)
+        if wanted is not None and wanted != getattr(have, field.name):
+            differences.append(f"{field.name}: AWS has {getattr(have, field.name)!r}, spec wants {wanted!r}")
+    return tuple(differences)
+
+
+def scanning_payload(want: ScanConfig, current: dict[str, Any]) -> dict[str, Any]:
+    """The new ``imageScanningConfiguration``: AWS's, with only the owned fields changed."""
+    payload = copy.deepcopy(dict(current or {}))
+    payload["imageScanningEnabled"] = want.enabled
+    if want.repository_name is not None or want.container_tags is not None:
+        ecr = payload.setdefault("ecrConfiguration", {})
+        if want.repository_name is not None:
+            ecr["repositoryName"] = want.repository_name
+        if want.container_tags is not None:
+            ecr["containerTags"] = list(want.container_tags)
+    return payload
+
+
+def client_token(uid: str, generation: int, want: ScanConfig, date_updated: str | None) -> str:
+    """Same write after a crash → same token (AWS replays it); pipeline changed since → new token."""
+    material = json.dumps([uid, generation, dataclasses.asdict(want), date_updated], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    arn: str
+    region: str
+    account_id: str
+
+
+def resolve(clients: aws_clients.Clients, spec: m.ImagePipelineSpec, previous: m.ImagePipelineStatus) -> Target:
+    """The pipeline the spec names. A name is looked up once and remembered through status."""
+    if spec.pipeline_arn:
+        arn = pipelines.parse_arn(spec.pipeline_arn)
+        if spec.region and spec.region != arn.region:
+            logger.info("spec.region %s differs from the ARN's region %s; the ARN wins", spec.region, arn.region)
+        return Target(arn=arn.text, region=arn.region, account_id=arn.account_id)
+    assert spec.pipeline_name is not None
+    region = spec.region or clients.default_region
+    known = previous.pipeline
+    if known and known.name == spec.pipeline_name and known.region == region:
+        return Target(arn=known.arn, region=region, account_id=known.account_id)
+    arn = pipelines.parse_arn(pipelines.find_arn(clients.imagebuilder(region), spec.pipeline_name))
+    return Target(arn=arn.text, region=arn.region, account_id=arn.account_id)
+
+
+def pipeline_status(target: Target, raw: dict[str, Any]) -> m.PipelineStatus:
+    return m.PipelineStatus(
+        arn=target.arn, name=str(raw.get("name") or target.arn.rsplit("/", 1)[-1]),
+        account_id=target.account_id, region=target.region,
+        kind="Container" if raw.get("containerRecipeArn") else "AMI",
+        status=raw.get("status"), platform=raw.get("platform"), last_run_status=raw.get("lastRunStatus"),
+        date_last_run=raw.get("dateLastRun"), date_updated=raw.get("dateUpdated"),
+    )
+
+
+def scanning_status(raw: dict[str, Any]) -> m.ScanningStatus:
+    have = observed(raw)
+    ecr = None
+    if have.repository_name is not None or have.container_tags is not None:
+        tags = list(have.container_tags) if have.container_tags is not None else None
+        ecr = m.EcrStatus(repository_name=have.repository_name, container_tags=tags)
+    return m.ScanningStatus(enabled=have.enabled, ecr=ecr)
+
+
+class _Progress:
+    """What a sync has learned so far, so a failure half-way still reports it."""
+
+    def __init__(self, previous: m.ImagePipelineStatus) -> None:
+        self.pipeline = previous.pipeline
+        self.scanning = previous.scanning
+        self.findings = previous.findings
+        self.wrote = False
+        self.drift: tuple[str, ...] = ()
+        self.findings_refreshed = False
+
+
+def sync(
+        clients: aws_clients.Clients,
+        buckets: findings.AccountBuckets,
+        request: Request,
+        now: Callable[[], str] = kstatus.now_rfc3339,
+) -> Outcome:
+    progress = _Progress(request.previous)
+    error: errors.AwsError | None = None
+    try:
+        _sync(clients, buckets, request, progress, now)
+    except errors.AwsError as exc:
+        error = exc
+    mode = _mode(request)
+    status = m.ImagePipelineStatus(
+        observed_generation=request.generation,
+        conditions=kstatus.merge(request.previous.conditions, _conditions(request, progress, error, mode)),
+        pipeline=progress.pipeline, scanning=progress.scanning, findings=progress.findings,
+        last_synced=now(),
+        last_handled_reconcile_at=request.previous.last_handled_reconcile_at,
+    )
+    return Outcome(
+        status=status, error=error, wrote=progress.wrote, drift=progress.drift,
+        findings_refreshed=progress.findings_refreshed,
+    )
+
+
+def _mode(request: Request) -> Literal["Manage", "Observe"]:
+    return "Observe" if request.paused else request.spec.management_policy
+
+
+def _sync(
+        clients: aws_clients.Clients,
+        buckets: findings.AccountBuckets,
+        request: Request,
+        progress: _Progress,
+        now: Callable[[], str],
+) -> None:
+    target = resolve(clients, request.spec, request.previous)
+    client = clients.imagebuilder(target.region)
+    raw = pipelines.get(client, target.arn)
+    _check_spec_fits(request.spec, raw)
+    previous_date_last_run = request.previous.pipeline.date_last_run if request.previous.pipeline else None
+    was_enabled = observed(raw).enabled
+    progress.pipeline = pipeline_status(target, raw)
+    progress.scanning = scanning_status(raw)
+    want = desired(request.spec)
+    progress.drift = delta(want, observed(raw))
+    if progress.drift and _mode(request) == "Manage":
+        raw = _apply(client, request, want, raw)
+        progress.wrote = True
+        progress.drift = ()
+        progress.pipeline = pipeline_status(target, raw)
+        progress.scanning = scanning_status(raw)
+    if not progress.scanning.enabled:
+        return
+    new_run = raw.get("dateLastRun") != previous_date_last_run
+    just_enabled = not was_enabled or (progress.wrote and want.enabled)
+    if request.refresh_findings or new_run or just_enabled or request.previous.findings is None:
+        progress.findings = _refresh_findings(client, buckets, request, target, raw, new_run, now)
+        progress.findings_refreshed = True
+
+
+def _check_spec_fits(spec: m.ImagePipelineSpec, raw: dict[str, Any]) -> None:
+    if spec.scanning.ecr and not raw.get("containerRecipeArn"):
+        raise InvalidSpec(
+            "spec.scanning.ecr applies to container pipelines only; this pipeline builds AMIs: remove it",
+            code="InvalidSpec",
+        )
+
+
+def _apply(client: Any, request: Request, want: ScanConfig, raw: dict[str, Any]) -> dict[str, Any]:
+    """UpdateImagePipeline with everything else sent back as read, then verify by reading again."""
+    token = client_token(request.uid, request.generation, want, raw.get("dateUpdated"))
+    payload = scanning_payload(want, raw.get(pipelines.SCANNING_FIELD) or {})
+    pipelines.update(client, pipelines.update_request(client, raw, payload, token))
+    after = pipelines.get(client, raw["arn"])
+    if delta(want, observed(after)):
+        raise UpdateNotApplied(
+            "UpdateImagePipeline succeeded but the scanning configuration read back differs; will retry",
+            code="UpdateNotApplied",
+        )
+    changed = sorted(
+        key for key in set(raw) | set(after)
+        if key not in _CHANGED_BY_UPDATE and raw.get(key) != after.get(key)
+    )
+    if changed:
+        raise UnexpectedChange(
+            f"after updating scanning, pipeline field(s) {changed} changed too; stopped writing. "
+            "Check the pipeline and report this.", code="UnexpectedPipelineChange",
+        )
+    return after
+
+
+def _refresh_findings(
+        client: Any,
+        buckets: findings.AccountBuckets,
+        request: Request,
+        target: Target,
+        raw: dict[str, Any],
+        new_run: bool,
+        now: Callable[[], str],
+) -> m.FindingsStatus:
+    previous = request.previous.findings
+    latest = previous.latest_image if previous else None
+    if latest is None or new_run:
+        latest = _latest_image(client, target.arn)
+    elif latest.scan_state in TRANSIENT_SCAN_STATES:
+        latest = _image_details(client, latest.arn)
+    scope = findings.Scope(
+        client=client, region=target.region, pipeline_arn=target.arn,
+        image_arn=latest.arn if latest else None, top_n=request.spec.findings.top,
+        max_age=request.spec.refresh_seconds,
+    )
+    pipeline_counts, image_counts = findings.refresh_counts(scope, buckets)
+    if latest is not None and image_counts is not None:
+        latest = latest.model_copy(update={"severity_counts": image_counts})
+    top = _reuse_top(previous, latest, request.spec.findings.top)
+    if top is None:
+        top = findings.refresh_top(scope, image_counts or m.SeverityCounts(), buckets)
+    return m.FindingsStatus(last_refreshed=now(), severity_counts=pipeline_counts, latest_image=latest, top=top)
+
+
+def _reuse_top(previous: m.FindingsStatus | None, latest: m.LatestImage | None, n: int) -> list[m.Finding] | None:
+    """The previous top list when nothing it depends on changed (same image, same counts, same n)."""
+    if previous is None or latest is None or previous.latest_image is None:
+        return None
+    same = (
+        previous.latest_image.arn == latest.arn
+        and previous.latest_image.severity_counts == latest.severity_counts
+        and len(previous.top) == min(n, latest.severity_counts.total)
+    )
+    return list(previous.top) if same else None
+
+
+def _latest_image(client: Any, pipeline_arn: str) -> m.LatestImage | None:
+    """The newest available build (or newest of any state if none is available yet)."""
+    images = aws_findings.pipeline_images(client, pipeline_arn)
+    if not images:
+        return None
+    available = [i for i in images if (i.get("state") or {}).get("status") == "AVAILABLE"]
+    newest = max(available or images, key=lambda i: str(i.get("dateCreated") or ""))
+    return _image_details(client, str(newest["arn"]))
+
+
+def _image_details(client: Any, image_arn: str) -> m.LatestImage:
+    image = aws_findings.get_image(client, image_arn)
+    outputs = image.get("outputResources") or {}
+    amis = [str(a["image"]) for a in outputs.get("amis") or [] if a.get("image")]
+    uris = [uri for c in outputs.get("containers") or [] for uri in c.get("imageUris") or []]
+    return m.LatestImage(
+        arn=image_arn, version=image.get("version"), date_created=image.get("dateCreated"),
+        state=(image.get("state") or {}).get("status"), scan_state=(image.get("scanState") or {}).get("status"),
+        amis=amis or None, container_images=uris or None,
+    )
+
+
+def _conditions(
+        request: Request,
+        progress: _Progress,
+        error: errors.AwsError | None,
+        mode: Literal["Manage", "Observe"],
+) -> list[kstatus.Condition]:
+    generation = request.generation
+    result: list[kstatus.Condition] = []
+    if error is not None:
+        result.append(kstatus.make(kstatus.Type.READY, "False", error.reason, error.message, generation))
+        kind = kstatus.Type.STALLED if error.terminal else kstatus.Type.RECONCILING
+        result.append(kstatus.make(kind, "True", error.reason, error.message, generation))
+    elif progress.drift:
+        message = "Observe mode: nothing written. " + "; ".join(progress.drift)
+        result.append(kstatus.make(kstatus.Type.READY, "False", "Drifted", message, generation))
+    else:
+        state = "enabled" if progress.scanning and progress.scanning.enabled else "disabled"
+        reason = "Reconciled" if mode == "Manage" else "Observed"
+        message = f"scanning is {state} on {progress.pipeline.arn if progress.pipeline else 'the pipeline'}"
+        if progress.wrote:
+            message += " (updated by the operator)"
+        result.append(kstatus.make(kstatus.Type.READY, "True", reason, message, generation))
+    if request.paused:
+        result.append(kstatus.make(
+            kstatus.Type.PAUSED, "True", "Paused",
+            "annotation imagescan.io/paused=true: AWS is read but never written", generation,
+        ))
+    return result
+
+
+STATUS_LIMIT_BYTES = 32 * 1024
+
+
+def fit(status: m.ImagePipelineStatus, limit: int = STATUS_LIMIT_BYTES) -> m.ImagePipelineStatus:
+    """The status, with the least severe top findings dropped until it fits in ``limit`` bytes of JSON."""
+    while len(json.dumps(status.to_k8s())) > limit and status.findings and status.findings.top:
+        findings_ = status.findings.model_copy(update={"top": status.findings.top[:-1]})
+        status = status.model_copy(update={"findings": findings_})
+    return status
+
+
+def disable(clients: aws_clients.Clients, request: Request) -> bool:
+    """Turn scanning off (deletionPolicy Disable); returns whether anything was written."""
+    target = resolve(clients, request.spec, request.previous)
+    client = clients.imagebuilder(target.region)
+    raw = pipelines.get(client, target.arn)
+    if not observed(raw).enabled:
+        return False
+    _apply(client, request, dataclasses.replace(desired(request.spec), enabled=False), raw)
+    return True
