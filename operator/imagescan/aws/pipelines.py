@@ -23,7 +23,7 @@ READ_ONLY_FIELDS = frozenset({
 })
 SCANNING_FIELD = "imageScanningConfiguration"
 _ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):imagebuilder:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
+    r"^arn:(?P<partition>aws[a-z-]*):imagebuilder:(?P<region>[a-z0-9-]+):(?P<account_id>[0-9]{12}):"
     r"image-pipeline/(?P<name>[a-z0-9-_]+)$"
 )
 

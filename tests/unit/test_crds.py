@@ -1,0 +1,65 @@
+"""The CRDs we ship are what the models generate, and a real API server would accept them."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+import yaml
+
+from imagescan import cli, crdgen
+from imagescan.models import resources
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("resource", resources.ALL, ids=lambda r: r.plural)
+def test_committed_crd_equals_generated(resource: resources.Resource) -> None:
+    committed = (ROOT / "crds" / f"{resource.plural}.imagescan.io.yaml").read_text()
+    assert committed == crdgen.render(resource), "run `imagescan crds` and commit the result"
+
+
+def test_crds_check_command_passes_on_the_repo() -> None:
+    assert cli.main(["crds", "--check", "--output-dir", str(ROOT / "crds")]) == 0
+
+
+def test_crds_check_command_fails_on_stale_files(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "imagepipelines.imagescan.io.yaml").write_text("stale\n")
+    assert cli.main(["crds", "--check", "--output-dir", str(tmp_path)]) == 1
+
+
+def _walk(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, schema)]
+    for name, sub in schema.get("properties", {}).items():
+        found += _walk(sub, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict):
+        found += _walk(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += _walk(schema["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+@pytest.mark.parametrize("resource", resources.ALL, ids=lambda r: r.plural)
+def test_schema_is_structural_and_explained(resource: resources.Resource) -> None:
+    crd = yaml.safe_load(crdgen.render(resource))
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        forbidden = {"$ref", "anyOf", "oneOf", "allOf", "not", "title", "default", "$defs"} & set(node)
+        assert not forbidden, f"{path}: {forbidden} is not allowed in a structural schema"
+        assert node.get("type") or node.get("x-kubernetes-preserve-unknown-fields"), f"{path}: no type"
+        if path.endswith("[]") and node.get("type") != "object":
+            continue  # a scalar list item is explained by its list
+        assert node.get("description"), f"{path}: no description (kubectl explain would show nothing)"
+
+
+def test_printer_columns_match_the_issue() -> None:
+    crd = crdgen.crd(resources.IMAGE_PIPELINE)
+    columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    default = [c["name"].upper() for c in columns if not c.get("priority")]
+    wide = [c["name"].upper() for c in columns if c.get("priority")]
+    assert default == ["SCANNING", "CRITICAL", "HIGH", "TOTAL", "READY", "AGE"]
+    assert {"MEDIUM", "LOW", "LATEST-IMAGE"} <= set(wide)
+    names = crd["spec"]["names"]
+    assert names["shortNames"] == ["ibp"] and names["categories"] == ["imagescan"]
+    assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
