@@ -176,7 +176,8 @@ def _post_events(
     """Events on transitions only, so a resync that finds the same problem again stays quiet."""
     if outcome.wrote:
         state = "on" if outcome.status.scanning and outcome.status.scanning.enabled else "off"
-        kopf.info(body, reason="ScanningUpdated", message=f"turned image scanning {state} in Image Builder")
+        message = f"turned image scanning {state} in Image Builder"
+        kopf.event(body, type="Normal", reason="ScanningUpdated", message=message)
         logger.info("turned image scanning %s", state)
     error = outcome.error
     if error is not None and _ready_reason(previous) != error.reason:

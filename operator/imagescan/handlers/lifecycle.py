@@ -10,19 +10,27 @@ import kopf
 from imagescan import GROUP
 from imagescan.handlers import runtime
 
+KOPF_PREFIX = f"operator.{GROUP}"
+
 
 def register(registry: kopf.OperatorRegistry) -> None:
+    # A fresh registry has none of kopf's default login handlers. kopf's own ones read $KUBECONFIG when
+    # called (the kubernetes client fixes it at import time) and fall back to the in-cluster account.
+    kopf.on.login(registry=registry, id="login-in-cluster")(kopf.login_with_service_account)
+    kopf.on.login(registry=registry, id="login-kubeconfig")(kopf.login_with_kubeconfig)
     kopf.on.startup(registry=registry, id="configure")(configure)
     kopf.on.cleanup(registry=registry, id="close")(close)
 
 
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: runtime.Config = memo.config
-    # kopf's own bookkeeping lives under our domain, not kopf.zalando.org.
+    # kopf's own bookkeeping lives under our domain, not kopf.zalando.org. Not directly under imagescan.io:
+    # kopf ignores every annotation under its storage prefix when diffing, and users set imagescan.io/paused
+    # and imagescan.io/reconcile-requested-at, which must trigger handlers.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration",
+        prefix=KOPF_PREFIX, key="last-handled-configuration",
     )
     # kopf turns every INFO log of a handler into an Event by default; keep Events for what users act on.
     settings.posting.level = logging.WARNING

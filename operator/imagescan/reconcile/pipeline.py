@@ -25,8 +25,9 @@ from imagescan.reconcile import findings
 
 logger = logging.getLogger(__name__)
 TRANSIENT_SCAN_STATES = frozenset({"PENDING", "SCANNING", "COLLECTING"})
-# What an update may change besides the scanning configuration itself.
-_CHANGED_BY_UPDATE = frozenset({pipelines.SCANNING_FIELD, "dateUpdated"})
+# What an update may change besides the scanning configuration: AWS stamps the time and recomputes the next
+# scheduled run.
+_CHANGED_BY_UPDATE = frozenset({pipelines.SCANNING_FIELD, "dateUpdated", "dateNextRun"})
 
 
 class InvalidSpec(errors.AwsError):

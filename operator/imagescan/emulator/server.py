@@ -1,0 +1,308 @@
+"""HTTP front end: one endpoint serving Image Builder and Inspector2, plus the knobs tests turn.
+
+A ``ThreadingHTTPServer`` in a background thread keeps the emulator dependency-free and lets ~20 client threads
+hit it concurrently; HTTP/1.1 keep-alive and TCP_NODELAY keep per-call overhead low for benchmarks. The signing
+service in the SigV4 ``Authorization`` header picks the service, so a single ``AWS_ENDPOINT_URL`` serves both.
+``Emulator`` adds per-call latency, fault injection and call counters on top of the ``world``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import http.server
+import logging
+import random
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from botocore import model as bmodel
+
+from imagescan.emulator import errors, imagebuilder, inspector, protocol, validation, world
+
+log = logging.getLogger(__name__)
+_HANDLERS = {protocol.IMAGEBUILDER: imagebuilder.OPERATIONS, protocol.INSPECTOR2: inspector.OPERATIONS}
+Response = tuple[int, dict[str, str], bytes]
+
+
+class _Faults:
+    """Which upcoming calls fail, and with what code; decisions are seeded so runs repeat."""
+
+    def __init__(self, seed: int) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed ^ 0x5EED)
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rate = 0.0
+            self._codes: tuple[str, ...] = ()
+            self._operations: frozenset[str] | None = None
+            self._remaining: int | None = None
+
+    def arm(self, rate: float, codes: Sequence[str], operations: Iterable[str] | None, count: int | None) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        if not codes:
+            raise ValueError("at least one error code is needed")
+        with self._lock:
+            self._rate, self._codes = rate, tuple(codes)
+            self._operations = frozenset(operations) if operations is not None else None
+            self._remaining = count
+
+    def pick(self, operation: str) -> str | None:
+        """The error code this call must fail with, or None to let it through."""
+        with self._lock:
+            if not self._codes or (self._operations is not None and operation not in self._operations):
+                return None
+            if self._remaining is not None:  # exact mode: the next N matching calls fail, rate ignored
+                if self._remaining <= 0:
+                    return None
+                self._remaining -= 1
+            elif self._rng.random() >= self._rate:
+                return None
+            return self._rng.choice(self._codes)
+
+
+class Emulator:
+    """An Image Builder + Inspector2 endpoint backed by a seeded ``world.World``."""
+
+    def __init__(
+        self,
+        seed: int = 7,
+        pipelines: int = 4,
+        account_id: str = "123456789012",
+        region: str = "us-east-1",
+        latency_s: float = 0.0,
+        inspector_enabled: bool = True,
+    ) -> None:
+        self.world = world.World(seed=seed, account_id=account_id, region=region)
+        self.world.populate(pipelines)
+        if inspector_enabled:  # demos can turn scanning on straight away
+            self.world.set_inspector(account_id, {"EC2": "ENABLED", "ECR": "ENABLED"})
+        self.latency_s = latency_s
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.endpoint_url: str | None = None
+        self._calls_lock = threading.Lock()
+        self._faults = _Faults(seed)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve in a daemon thread; returns the endpoint URL (also kept in ``endpoint_url``)."""
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        self._server = _Server((host, port), self)
+        bound_host, bound_port = self._server.server_address[:2]
+        shown = bound_host if isinstance(bound_host, str) else bound_host.decode()
+        self.endpoint_url = f"http://{shown}:{bound_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="imagescan-emulator", daemon=True
+        )
+        self._thread.start()
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> Emulator:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- knobs ---------------------------------------------------------------------------------------------
+
+    def inject_faults(
+        self,
+        rate: float = 1.0,
+        codes: Sequence[str] = ("CallRateLimitExceededException",),
+        operations: Iterable[str] | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Fail matching calls: with probability ``rate``, or exactly the next ``count`` of them."""
+        self._faults.arm(rate, codes, operations, count)
+
+    def clear_faults(self) -> None:
+        """Let every call through again."""
+        self._faults.clear()
+
+    def reset_calls(self) -> None:
+        """Zero the per-operation call counters."""
+        with self._calls_lock:
+            self.calls.clear()
+
+    # --- request handling ----------------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+        """Answer one HTTP request (``headers`` keys lower-case); transport-free so it is easy to test."""
+        path, _, query = target.partition("?")
+        routed = _route(method, path, headers.get("authorization"))
+        if routed is None:
+            return _error_response(404, "UnknownOperationException", f"No operation for {method} {path}")
+        svc, op = routed
+        with self._calls_lock:
+            self.calls[op.name] += 1  # faulted and rejected calls count: the client did make them
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)
+        try:
+            return 200, {}, protocol.encode(self._invoke(svc, op, query, headers, body))
+        except errors.ApiError as exc:
+            status = exc.status or _status(svc, exc.code)
+            return _error_response(status, exc.code, exc.message, exc.extra)
+        except Exception:  # a bug here must look like AWS's 500, not kill the connection
+            log.exception("emulator failed on %s", op.name)
+            return _error_response(500, "ServiceException", "Internal emulator error.")
+
+    def _invoke(
+        self, svc: protocol.Service, op: bmodel.OperationModel, query: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, Any]:
+        fault = self._faults.pick(op.name)
+        if fault is not None:
+            raise errors.ApiError(fault, f"Injected fault for {op.name}.")
+        params = protocol.decode_request(svc, op, urllib.parse.parse_qs(query), headers, body)
+        found = validation.problems(op.input_shape, params) if op.input_shape is not None else []
+        if found:
+            problem = errors.ApiError(svc.validation_code, validation.describe(found))
+            if svc.name == protocol.INSPECTOR2:  # Inspector's ValidationException models a reason
+                problem.extra["reason"] = "FIELD_VALIDATION_FAILED"
+            raise problem
+        handler = _HANDLERS[svc.name].get(op.name)
+        if handler is None:
+            raise errors.ApiError(
+                "ServiceException", f"{op.name} is not implemented by the imagescan emulator.", status=501
+            )
+        result = handler(self.world, params)
+        if op.output_shape is not None and "requestId" in op.output_shape.members:
+            result = {"requestId": str(uuid.uuid4()), **result}
+        return result
+
+
+def _route(method: str, path: str, authorization: str | None) -> tuple[protocol.Service, bmodel.OperationModel] | None:
+    """Pick the service from the signing scope; unsigned requests fall back to whichever path matches."""
+    named = protocol.service_from_authorization(authorization)
+    for name in (named,) if named else protocol.SERVICES:
+        svc = protocol.service(name)
+        op = svc.route(method, path)
+        if op is not None:
+            return svc, op
+    return None
+
+
+def _status(svc: protocol.Service, code: str) -> int:
+    """Status of a code as modeled by the called service, else by the other one (injected faults)."""
+    if code in svc.error_status:
+        return svc.error_status[code]
+    for name in protocol.SERVICES:
+        other = protocol.service(name)
+        if code in other.error_status:
+            return other.error_status[code]
+    return 400
+
+
+def _error_response(status: int, code: str, message: str, extra: Mapping[str, Any] | None = None) -> Response:
+    return status, {"x-amzn-ErrorType": code}, protocol.encode({"message": message, **(extra or {})})
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # bursts from many client threads must not be refused
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        super().__init__(address, _RequestHandler)
+
+
+class _RequestHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: botocore reuses pooled connections
+    disable_nagle_algorithm = True  # headers and body are separate writes; don't wait for delayed ACKs
+    server: _Server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        status, extra, payload = self.server.emulator.handle(self.command, self.path, headers, body)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+# --- command line ------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagescan-emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4599, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--pipelines", type=int, default=4)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--fail-rate", type=float, default=0.0, help="fraction of calls failing with throttling/unavailable errors"
+    )
+    parser.add_argument("--account-id", default="123456789012")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--no-inspector", action="store_true", help="start with Inspector disabled")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the emulator until Ctrl-C/SIGTERM, printing the endpoint and the seeded pipelines."""
+    args = _parser().parse_args(argv)
+    emu = Emulator(
+        seed=args.seed,
+        pipelines=args.pipelines,
+        account_id=args.account_id,
+        region=args.region,
+        latency_s=args.latency_ms / 1000.0,
+        inspector_enabled=not args.no_inspector,
+    )
+    if args.fail_rate > 0:
+        emu.inject_faults(rate=args.fail_rate, codes=("CallRateLimitExceededException", "ServiceUnavailableException"))
+    url = emu.start(host=args.host, port=args.port)
+    print(f"endpoint_url: {url}", flush=True)
+    for pipeline in emu.world.pipelines():
+        print(f"  {pipeline['name']:<28} {pipeline['arn']}", flush=True)
+    stopped = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The emulated AWS account: pipelines, image builds, scan findings and Inspector's per-account state.
+
+Handlers and tests share one ``World``; every public method takes the lock, and everything handed out is a
+deep copy, so concurrent requests (and a test poking the world mid-run) never see half-applied changes.
+Seeded contents come from ``generator`` so a seed always reproduces the same account.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from imagescan.emulator import generator
+
+FindingsSpec = int | dict[str, int] | None
+_SEED_EPOCH = 1735689600.0  # 2025-01-01T00:00:00Z: seeded history is fixed, live edits use the real clock
+_DAY = 86400.0
+
+
+@dataclasses.dataclass
+class _Image:
+    image: dict[str, Any]
+    findings: list[generator.FindingRecord]
+
+
+class World:
+    """All state behind the emulator's endpoint, for one account in one region."""
+
+    def __init__(self, *, seed: int = 7, account_id: str = "123456789012", region: str = "us-east-1") -> None:
+        self.account_id = account_id
+        self.region = region
+        self.lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self._catalog = generator.Catalog(self._rng)
+        self._pipelines: dict[str, dict[str, Any]] = {}
+        self._images: dict[str, _Image] = {}  # image build version ARN -> build, in creation order
+        self._pipeline_images: dict[str, list[str]] = {}
+        self._built_by: dict[str, list[str]] = {}  # survives pipeline deletion, like the images themselves
+        self._inspector: dict[str, dict[str, str]] = {}
+        self._last_stamp = 0.0
+        self.idempotency: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+
+    # --- clock ---------------------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Wall-clock seconds, strictly increasing by at least 1 ms so every update changes ``dateUpdated``."""
+        with self.lock:
+            self._last_stamp = max(time.time(), self._last_stamp + 0.001)
+            return self._last_stamp
+
+    # --- seeding -------------------------------------------------------------------------------------------
+
+    def populate(self, pipelines: int) -> list[str]:
+        """The default demo account: alternating AMI/container pipelines, the first one with every option."""
+        arns = []
+        for index in range(pipelines):
+            base = generator.SEED_NAMES[index % len(generator.SEED_NAMES)]
+            name = base if index < len(generator.SEED_NAMES) else f"{base}-{index // len(generator.SEED_NAMES)}"
+            total = self._rng.randint(20, 120)
+            arns.append(
+                self.add_pipeline(
+                    name=name,
+                    container=index % 2 == 1,
+                    scanning_enabled=index % 3 != 2,
+                    images=self._rng.randint(1, 3),
+                    findings=total,
+                    rich=index == 0,
+                )
+            )
+        return arns
+
+    def add_pipeline(
+        self,
+        name: str | None = None,
+        *,
+        container: bool = False,
+        scanning_enabled: bool = False,
+        images: int = 1,
+        findings: FindingsSpec = None,
+        rich: bool = False,
+    ) -> str:
+        """Create a pipeline with ``images`` builds; the latest gets ``findings`` (older builds similar ones)."""
+        with self.lock:
+            name = name or f"pipeline-{len(self._pipelines) + 1}"
+            created = _SEED_EPOCH - (len(self._pipelines) + 30) * _DAY
+            pipeline = generator.make_pipeline(
+                self._rng,
+                region=self.region,
+                account_id=self.account_id,
+                name=name,
+                container=container,
+                rich=rich,
+                scanning_enabled=scanning_enabled,
+                created=created,
+            )
+            if pipeline["arn"] in self._pipelines:
+                raise ValueError(f"pipeline {pipeline['arn']} already exists")
+            self._pipelines[pipeline["arn"]] = pipeline
+            self._pipeline_images[pipeline["arn"]] = []
+            latest = self._counts(findings)
+            for build in range(1, images + 1):
+                counts = latest if build == images else generator.similar_counts(self._rng, latest)
+                self._build(pipeline, counts, created + build * _DAY, touch=False)
+            return str(pipeline["arn"])
+
+    def add_image(self, pipeline_arn: str, findings: FindingsSpec = None) -> str:
+        """A new latest build (created now) with ``findings``; updates the pipeline's last-run fields."""
+        with self.lock:
+            pipeline = self._pipeline(pipeline_arn)
+            return self._build(pipeline, self._counts(findings), self.now(), touch=True)
+
+    def _counts(self, findings: FindingsSpec) -> dict[str, int]:
+        if findings is None:
+            return generator.draw_severity_counts(self._rng, self._rng.randint(10, 60))
+        if isinstance(findings, int):
+            return generator.draw_severity_counts(self._rng, findings)
+        unknown = set(findings) - set(generator.SEVERITIES)
+        if unknown:
+            raise ValueError(f"unknown severities {sorted(unknown)}; use {generator.SEVERITIES}")
+        return {severity: int(findings.get(severity, 0)) for severity in generator.SEVERITIES}
+
+    def _build(self, pipeline: dict[str, Any], counts: dict[str, int], created: float, *, touch: bool) -> str:
+        builds = self._pipeline_images[pipeline["arn"]]
+        build = len(self._built_by.get(pipeline["arn"], [])) + 1  # a re-created pipeline continues numbering
+        image = generator.make_image(
+            self._rng, pipeline, region=self.region, account_id=self.account_id, build=build, created=created
+        )
+        records = generator.make_records(
+            self._rng,
+            self._catalog,
+            counts,
+            image_arn=image["arn"],
+            pipeline_arn=pipeline["arn"],
+            container="containerRecipeArn" in pipeline,
+            observed=created,
+        )
+        self._images[image["arn"]] = _Image(image, records)
+        builds.append(image["arn"])
+        self._built_by.setdefault(pipeline["arn"], []).append(image["arn"])
+        pipeline["dateLastRun"] = image["dateCreated"]
+        pipeline["lastRunStatus"] = "AVAILABLE"
+        if touch:
+            pipeline["consecutiveFailures"] = 0
+        return str(image["arn"])
+
+    # --- pipelines -----------------------------------------------------------------------------------------
+
+    def _pipeline(self, arn: str) -> dict[str, Any]:
+        try:
+            return self._pipelines[arn]
+        except KeyError:
+            raise KeyError(f"no pipeline {arn}") from None
+
+    def has_pipeline(self, arn: str) -> bool:
+        """Whether the pipeline exists (deleted pipelines do not)."""
+        with self.lock:
+            return arn in self._pipelines
+
+    def pipeline(self, arn: str) -> dict[str, Any]:
+        """A deep copy of exactly what ``GetImagePipeline`` returns as ``imagePipeline``."""
+        with self.lock:
+            return copy.deepcopy(self._pipeline(arn))
+
+    def pipelines(self) -> list[dict[str, Any]]:
+        """Deep copies of all pipelines in creation order."""
+        with self.lock:
+            return copy.deepcopy(list(self._pipelines.values()))
+
+    def pipeline_arns(self) -> list[str]:
+        """All pipeline ARNs in creation order."""
+        with self.lock:
+            return list(self._pipelines)
+
+    def replace_pipeline(self, arn: str, pipeline: dict[str, Any]) -> None:
+        """Store a fully-formed pipeline (used by UpdateImagePipeline's replace semantics)."""
+        with self.lock:
+            self._pipeline(arn)
+            self._pipelines[arn] = copy.deepcopy(pipeline)
+
+    def set_scanning(self, arn: str, enabled: bool = False) -> None:
+        """Simulate someone flipping scanning in the console: bumps ``dateUpdated``."""
+        with self.lock:
+            pipeline = self._pipeline(arn)
+            key = generator.slug(pipeline["name"])
+            pipeline["imageScanningConfiguration"] = generator.scanning_configuration(
+                enabled, "containerRecipeArn" in pipeline, key
+            )
+            pipeline["dateUpdated"] = generator.iso(self.now())
+
+    def delete_pipeline(self, arn: str) -> None:
+        """Remove the pipeline; like AWS, its images and their findings stay behind."""
+        with self.lock:
+            self._pipeline(arn)
+            del self._pipelines[arn]
+            del self._pipeline_images[arn]
+
+    # --- images and findings -------------------------------------------------------------------------------
+
+    def image_arns(self, pipeline_arn: str) -> list[str]:
+        """Image build ARNs of a pipeline, oldest first."""
+        with self.lock:
+            return list(self._pipeline_images[pipeline_arn])
+
+    def image(self, image_arn: str) -> dict[str, Any] | None:
+        """``GetImage``'s ``image`` member, or None."""
+        with self.lock:
+            found = self._images.get(image_arn)
+            return copy.deepcopy(found.image) if found else None
+
+    def findings(self, name: str | None = None, value: str | None = None) -> list[generator.FindingRecord]:
+        """Compact findings matching one ListImageScanFindings filter (or all), in the fixed serving order."""
+        with self.lock:
+            if name == "imageBuildVersionArn":
+                found = self._images.get(value or "")
+                return list(found.findings) if found else []
+            if name == "imagePipelineArn":
+                return [
+                    record
+                    for image_arn in self._built_by.get(value or "", [])
+                    for record in self._images[image_arn].findings
+                ]
+            everything: Iterable[generator.FindingRecord] = (
+                record for image in self._images.values() for record in image.findings
+            )
+            if name == "severity":
+                return [record for record in everything if record.vuln.severity == value]
+            if name == "vulnerabilityId":
+                return [record for record in everything if record.vuln.vulnerability_id == value]
+            return list(everything)
+
+    def expand(self, record: generator.FindingRecord) -> dict[str, Any]:
+        """The wire form of a stored finding."""
+        return generator.expand_finding(record, self.account_id)
+
+    def severity_counts(self, image_arn: str | None = None, pipeline_arn: str | None = None) -> dict[str, int]:
+        """Findings per severity for one image, one pipeline, or the whole account (test helper)."""
+        if image_arn is not None:
+            records = self.findings("imageBuildVersionArn", image_arn)
+        elif pipeline_arn is not None:
+            records = self.findings("imagePipelineArn", pipeline_arn)
+        else:
+            records = self.findings()
+        counts = dict.fromkeys(generator.SEVERITIES, 0)
+        for record in records:
+            counts[record.vuln.severity] += 1
+        return counts
+
+    # --- Inspector -----------------------------------------------------------------------------------------
+
+    def set_inspector(self, account_id: str, states: dict[str, str]) -> None:
+        """Set Inspector's status per resource type (EC2, ECR, LAMBDA, LAMBDA_CODE) for an account."""
+        with self.lock:
+            current = self._inspector_state(account_id)
+            for resource, status in states.items():
+                if resource not in generator.INSPECTOR_RESOURCE_TYPES:
+                    raise ValueError(f"unknown Inspector resource type {resource}")
+                current[resource] = status
+
+    def inspector_status(self, account_id: str) -> dict[str, str]:
+        """Resource type -> status (``ENABLED``/``DISABLED``/...) for an account; all DISABLED by default."""
+        with self.lock:
+            return dict(self._inspector_state(account_id))
+
+    def _inspector_state(self, account_id: str) -> dict[str, str]:
+        return self._inspector.setdefault(account_id, dict.fromkeys(generator.INSPECTOR_RESOURCE_TYPES, "DISABLED"))

@@ -1,0 +1,82 @@
+"""Helpers for end-to-end tests: apply ImagePipelines as a user would, and wait for what they would see."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import kubernetes.client
+
+from imagescan import GROUP, VERSION
+
+T = TypeVar("T")
+NAMESPACE = "default"
+PLURAL = "imagepipelines"
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll until ``probe`` returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+
+
+class Pipelines:
+    """ImagePipeline objects through the kubernetes client, the way kubectl users touch them."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self.api = kubernetes.client.CustomObjectsApi(api_client)
+        self.core = kubernetes.client.CoreV1Api(api_client)
+
+    def create(self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
+            "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec,
+        }
+        return dict(self.api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body))
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name))
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.api.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name, patch))
+
+    def delete(self, name: str) -> None:
+        self.api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+
+    def condition(self, name: str, type_: str = "Ready") -> dict[str, Any] | None:
+        obj = self.get(name) or {}
+        for condition in obj.get("status", {}).get("conditions", []):
+            if condition["type"] == type_:
+                return dict(condition)
+        return None
+
+    def wait_condition(self, name: str, type_: str, status: str, reason: str | None = None,
+                       timeout: float = 20.0) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            found = self.condition(name, type_)
+            if found and found["status"] == status and (reason is None or found["reason"] == reason):
+                return found
+            return None
+        return wait_for(probe, timeout, f"{name}: {type_}={status} {reason or ''}")
+
+    def wait_ready(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        self.wait_condition(name, "Ready", "True", timeout=timeout)
+        obj = self.get(name)
+        assert obj is not None
+        return obj
+
+    def events(self, name: str) -> list[Any]:
+        items = self.core.list_namespaced_event(NAMESPACE).items
+        return [e for e in items if e.involved_object.name == name]

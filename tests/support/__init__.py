@@ -1,0 +1,1 @@
+"""Test support code: the emulated Kubernetes API server and its pytest fixtures."""

@@ -1,0 +1,498 @@
+"""
+An emulated Kubernetes API server for tests (and later for ``imagescan sandbox``).
+
+No kube-apiserver can be installed where the tests run, yet the operator must
+be exercised for real: kopf, the ``kubernetes`` client and ``kubectl`` talking
+HTTP to something that behaves like Kubernetes. This module builds it on
+kmock 0.8's ``KubernetesEmulator``:
+
+* kept from kmock: the handler class hierarchy (the aiohttp low-level handler
+  protocol), the ``/version`` payload;
+* replaced here, and why:
+
+  - the request entry point (``__call__``): kmock appends every request to an
+    ever-growing log and re-sorts/filters all reactions per request, so long
+    runs get slower and slower; kmock's URL parser also crashes on
+    ``/api/v1/namespaces`` (it always expects a namespace name after it);
+  - the object store (see :mod:`tests.support.kubestore`): kmock's has no
+    resourceVersion, so kopf's JSON-patch with a ``test`` op fails with 500;
+  - discovery: kmock cannot register CRD-defined resources at runtime and
+    reports ``namespaced: null`` for unknown ones, which kubectl rejects;
+  - watching: kmock neither resumes from a resourceVersion nor honours
+    ``timeoutSeconds``.
+
+:class:`ApiServer` runs it in a background thread with its own event loop, so
+that synchronous tests, kopf in another thread, and ``kubectl`` subprocesses
+can all use it. Dependencies: stdlib, aiohttp, yaml, kmock only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import pathlib
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp.web
+import kmock
+import yaml
+
+from . import objectops
+from .kubestore import ApiError, Obj, ResourceType, Store, WatchEvent
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar('T')
+
+_JSON = 'application/json'
+_PATCH_TYPES = ('application/json-patch+json', 'application/merge-patch+json',
+                'application/strategic-merge-patch+json')
+_RW_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']
+
+
+@dataclass(frozen=True)
+class Route:
+    """A resource URL split into its parts (``namespace`` is None for cluster-wide URLs)."""
+
+    group: str
+    version: str
+    plural: str
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+
+
+def parse_route(path: str) -> Route | None:
+    """Split ``/api(s)/…`` resource URLs; None for discovery and non-resource URLs."""
+    parts = [part for part in path.split('/') if part]
+    if len(parts) >= 3 and parts[0] == 'api':
+        group, version, rest = '', parts[1], parts[2:]
+    elif len(parts) >= 4 and parts[0] == 'apis':
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    namespace = None
+    # "/namespaces/NS/status" is the namespace's own subresource, not a resource named "status".
+    if len(rest) >= 3 and rest[0] == 'namespaces' and rest[2] not in ('status', 'finalize'):
+        namespace, rest = rest[1], rest[2:]
+    if len(rest) > 3:
+        return None
+    return Route(group, version, rest[0], namespace,
+                 rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+
+
+def _json(data: Any, status: int = 200) -> aiohttp.web.Response:
+    return aiohttp.web.json_response(data, status=status)
+
+
+class KubeApiEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator with the real API server's semantics (see the module docstring)."""
+
+    def __init__(self, *, history: int = 10_000) -> None:
+        super().__init__()
+        self.store = Store(history=history)
+        self.request_count = 0
+
+    async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # Replaces kmock's entry point: no request log, no reaction scan (see the module docstring).
+        self.request_count += 1
+        try:
+            return await self._dispatch(raw)
+        except ApiError as e:
+            return _json(e.status(), e.code)
+        except Exception as e:  # any bug must reach the client as a readable Status, not a hang
+            logger.exception('The emulated API server failed on %s %s', raw.method, raw.path_qs)
+            return _json(ApiError(500, 'InternalError', repr(e)).status(), 500)
+
+    # --- Routing -------------------------------------------------------------------------------
+
+    async def _dispatch(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        route = parse_route(raw.path)
+        if route is None:
+            if raw.method != 'GET':
+                raise ApiError(405, 'MethodNotAllowed', 'the server does not allow this method')
+            return _json(await self._discovery(raw.path))
+        rtype = self.store.find_type(route.group, route.version, route.plural)
+        if rtype.namespaced != (route.namespace is not None) and route.name is not None:
+            raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
+        if route.subresource not in (None, 'status') or (
+                route.subresource == 'status' and not rtype.status_subresource):
+            raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
+        if raw.method == 'GET' and raw.query.get('watch') in ('true', '1'):
+            return await self._watch(raw, route, rtype)
+        status, data = self._serve(raw.method, raw.query, route, rtype, raw.content_type,
+                                   self._parse_body(raw.content_type, await raw.read()))
+        return _json(data, status)
+
+    def _serve(self, method: str, query: Any, route: Route, rtype: ResourceType,
+               content_type: str, body: Any) -> tuple[int, Obj]:
+        store, version = self.store, route.version
+        if method == 'GET' and route.name is None:
+            return 200, self._list(route, rtype, query)
+        if method == 'POST' and route.name is None:
+            return 201, store.render(rtype, version, store.create(rtype, version, route.namespace, body))
+        if method == 'DELETE' and route.name is None:
+            return 200, self._delete_collection(route, rtype, query, body)
+        if route.name is None:
+            raise ApiError(405, 'MethodNotAllowed', f'{method} is not allowed on a collection')
+        name, namespace, sub = route.name, route.namespace, route.subresource
+        if method == 'GET':
+            obj = store.get(rtype, namespace, name)
+        elif method == 'PUT':
+            obj = store.replace(rtype, version, namespace, name, sub, body)
+        elif method == 'PATCH':
+            obj = store.patch(rtype, version, namespace, name, sub, self._patch_type(content_type), body)
+        elif method == 'DELETE':
+            obj = store.delete(rtype, namespace, name, body)
+        else:
+            raise ApiError(405, 'MethodNotAllowed', f'{method} is not allowed on an object')
+        return 200, store.render(rtype, version, obj)
+
+    @staticmethod
+    def _patch_type(content_type: str) -> str:
+        if content_type in _PATCH_TYPES:
+            return content_type
+        # Server-side apply would need managed fields tracking; refuse it loudly instead of faking it.
+        raise ApiError(415, 'UnsupportedMediaType',
+                       f'the body of the request was in an unknown format - accepted media types '
+                       f'include: {", ".join(_PATCH_TYPES)} (server-side apply is not emulated)')
+
+    @staticmethod
+    def _parse_body(content_type: str, data: bytes) -> Any:
+        if not data.strip():
+            return None
+        try:
+            if 'yaml' in content_type:
+                return yaml.safe_load(data)
+            return json.loads(data)
+        except ValueError as e:
+            raise ApiError(400, 'BadRequest', f'the request body cannot be decoded: {e}') from None
+
+    def _list(self, route: Route, rtype: ResourceType, query: Any) -> Obj:
+        items = self.store.select(rtype, route.namespace, query.get('labelSelector'),
+                                  query.get('fieldSelector'))
+        return {
+            'apiVersion': rtype.api_version(route.version),
+            'kind': f'{rtype.kind}List',
+            'metadata': {'resourceVersion': str(self.store.rv)},
+            'items': [self.store.render(rtype, route.version, obj) for obj in items],
+        }
+
+    def _delete_collection(self, route: Route, rtype: ResourceType, query: Any, body: Any) -> Obj:
+        doomed = self.store.select(rtype, route.namespace, query.get('labelSelector'),
+                                   query.get('fieldSelector'))
+        deleted = [self.store.delete(rtype, obj['metadata'].get('namespace'), obj['metadata']['name'], body)
+                   for obj in doomed]
+        return {'apiVersion': rtype.api_version(route.version), 'kind': f'{rtype.kind}List',
+                'metadata': {'resourceVersion': str(self.store.rv)},
+                'items': [self.store.render(rtype, route.version, obj) for obj in deleted]}
+
+    # --- Watching ------------------------------------------------------------------------------
+
+    async def _watch(self, raw: aiohttp.web.BaseRequest, route: Route,
+                     rtype: ResourceType) -> aiohttp.web.StreamResponse:
+        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        self.store.listeners.add(queue.put_nowait)  # subscribe first: nothing slips in between
+        try:
+            initial = self._initial_events(raw.query, route, rtype)
+            response = aiohttp.web.StreamResponse(headers={'Content-Type': _JSON})
+            await response.prepare(raw)
+            timeout = float(raw.query['timeoutSeconds']) if raw.query.get('timeoutSeconds') else None
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(timeout):
+                    await self._stream(response, initial, queue, self._matcher(route, rtype, raw.query),
+                                       lambda event: self._event(event.type, rtype, route, event.obj))
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+            return response
+        finally:
+            self.store.listeners.discard(queue.put_nowait)
+
+    def _initial_events(self, query: Any, route: Route, rtype: ResourceType) -> list[Obj]:
+        """What to send before live events: the current state, or the history since an RV."""
+        since = query.get('resourceVersion')
+        if not since or since == '0' or query.get('sendInitialEvents') == 'true':
+            select = self.store.select(rtype, route.namespace, query.get('labelSelector'),
+                                       self._field_selector(route, query))
+            events = [self._event('ADDED', rtype, route, obj) for obj in select]
+            if query.get('sendInitialEvents') == 'true':
+                events.append(self._bookmark(rtype, route, initial_end=True))
+            return events
+        if not since.isdigit():
+            raise ApiError(400, 'BadRequest', f'invalid resourceVersion: {since!r}')
+        history = self.store.history
+        if history.maxlen and len(history) == history.maxlen and history[0].rv > int(since) + 1:
+            gone = ApiError(410, 'Expired', f'too old resource version: {since} ({history[0].rv - 1})')
+            return [{'type': 'ERROR', 'object': gone.status()}]
+        matches = self._matcher(route, rtype, query)
+        return [self._event(e.type, rtype, route, e.obj) for e in history
+                if e.rv > int(since) and matches(e)]
+
+    async def _stream(self, response: aiohttp.web.StreamResponse, initial: list[Obj],
+                      queue: asyncio.Queue[WatchEvent | None], matches: Callable[[WatchEvent], bool],
+                      render: Callable[[WatchEvent], Obj]) -> None:
+        last_rv = self.store.rv  # everything up to here is covered by the initial events
+        for event in initial:
+            await response.write(json.dumps(event).encode() + b'\n')
+            if event['type'] == 'ERROR':
+                return
+        while (change := await queue.get()) is not None:
+            if change.rv > last_rv and matches(change):
+                await response.write(json.dumps(render(change)).encode() + b'\n')
+
+    def _matcher(self, route: Route, rtype: ResourceType, query: Any) -> Callable[[WatchEvent], bool]:
+        labels = objectops.label_matcher(query.get('labelSelector'))
+        fields = objectops.field_matcher(self._field_selector(route, query))
+
+        def matches(event: WatchEvent) -> bool:
+            if event.type_key != rtype.key or (route.namespace and event.namespace != route.namespace):
+                return False
+            return labels(event.obj.get('metadata', {}).get('labels') or {}) and fields(event.obj)
+        return matches
+
+    @staticmethod
+    def _field_selector(route: Route, query: Any) -> str:
+        # Watching one object by URL is the same as a metadata.name field selector.
+        selectors = [query.get('fieldSelector') or '']
+        if route.name:
+            selectors.append(f'metadata.name={route.name}')
+        return ','.join(selector for selector in selectors if selector)
+
+    def _event(self, event_type: str, rtype: ResourceType, route: Route, obj: Obj) -> Obj:
+        return {'type': event_type, 'object': self.store.render(rtype, route.version, obj)}
+
+    def _bookmark(self, rtype: ResourceType, route: Route, *, initial_end: bool) -> Obj:
+        annotations = {'k8s.io/initial-events-end': 'true'} if initial_end else {}
+        return {'type': 'BOOKMARK', 'object': {
+            'apiVersion': rtype.api_version(route.version), 'kind': rtype.kind,
+            'metadata': {'resourceVersion': str(self.store.rv), 'annotations': annotations}}}
+
+    # --- Discovery -----------------------------------------------------------------------------
+
+    async def _discovery(self, path: str) -> Obj:
+        parts = [part for part in path.split('/') if part]
+        if parts == ['version']:
+            data = await self._serve_server_version(kmock.Request())  # kmock's own payload
+            return dict(data) if isinstance(data, dict) else {}
+        if parts == ['api']:
+            return {'kind': 'APIVersions', 'versions': ['v1'],
+                    'serverAddressByClientCIDRs': [{'clientCIDR': '0.0.0.0/0', 'serverAddress': ''}]}
+        if parts == ['apis']:
+            return {'apiVersion': 'v1', 'kind': 'APIGroupList', 'groups': self._groups()}
+        if len(parts) == 2 and parts[0] == 'apis':
+            for group in self._groups():
+                if group['name'] == parts[1]:
+                    return {'apiVersion': 'v1', 'kind': 'APIGroup', **group}
+        if len(parts) == 2 and parts == ['api', 'v1']:
+            return self._resource_list('', 'v1')
+        if len(parts) == 3 and parts[0] == 'apis':
+            listing = self._resource_list(parts[1], parts[2])
+            if listing['resources']:
+                return listing
+        if parts == []:
+            return {'paths': ['/api', '/api/v1', '/apis', '/version']}
+        raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
+
+    def _groups(self) -> list[Obj]:
+        versions: dict[str, list[str]] = {}
+        for rtype in self.store.types.values():
+            if rtype.group:
+                known = versions.setdefault(rtype.group, [])
+                known += [version for version in rtype.versions if version not in known]
+        return [{
+            'name': group,
+            'versions': [{'groupVersion': f'{group}/{v}', 'version': v} for v in group_versions],
+            'preferredVersion': {'groupVersion': f'{group}/{group_versions[0]}', 'version': group_versions[0]},
+        } for group, group_versions in sorted(versions.items())]
+
+    def _resource_list(self, group: str, version: str) -> Obj:
+        resources: list[Obj] = []
+        for rtype in self.store.types.values():
+            if rtype.group == group and version in rtype.versions:
+                resources.append(self._resource_entry(rtype, rtype.plural, _RW_VERBS))
+                if rtype.status_subresource:
+                    resources.append(self._resource_entry(rtype, f'{rtype.plural}/status',
+                                                          ['get', 'patch', 'update']))
+        group_version = f'{group}/{version}' if group else version
+        return {'apiVersion': 'v1', 'kind': 'APIResourceList', 'groupVersion': group_version,
+                'resources': resources}
+
+    @staticmethod
+    def _resource_entry(rtype: ResourceType, name: str, verbs: Iterable[str]) -> Obj:
+        is_main = '/' not in name
+        return {
+            'name': name, 'kind': rtype.kind, 'namespaced': rtype.namespaced, 'verbs': list(verbs),
+            'singularName': (rtype.singular or rtype.kind.lower()) if is_main else '',
+            **({'shortNames': rtype.short_names, 'categories': rtype.categories} if is_main else {}),
+        }
+
+
+class ApiServer:
+    """The emulated API server on ``127.0.0.1:<free port>``, served from a background thread."""
+
+    def __init__(self, *, host: str = '127.0.0.1', port: int = 0, history: int = 10_000) -> None:
+        self._host, self._port, self._history = host, port, history
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: aiohttp.web.BaseRunner | None = None
+        self._emulator: KubeApiEmulator | None = None
+        self.url = ''
+
+    # --- Lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        if self._thread is not None:
+            raise RuntimeError('The API server is already started.')
+        started: concurrent.futures.Future[str] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._serve_forever, args=(started,),
+                                        name='kubeapi', daemon=True)
+        self._thread.start()
+        self.url = started.result(timeout=30)
+        return self.url
+
+    def _serve_forever(self, started: concurrent.futures.Future[str]) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            started.set_result(loop.run_until_complete(self._setup()))
+        except BaseException as e:
+            started.set_exception(e)
+            loop.close()
+            return
+        loop.run_forever()
+        loop.run_until_complete(self._teardown())
+        loop.close()
+
+    async def _setup(self) -> str:
+        self._emulator = KubeApiEmulator(history=self._history)
+        # handler_cancellation: a client dropping its watch-stream must end the stream's task.
+        server = aiohttp.web.Server(self._emulator, handler_cancellation=True)
+        self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1)
+        await self._runner.setup()
+        site = aiohttp.web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        return f'http://{host}:{port}'
+
+    async def _teardown(self) -> None:
+        if self._emulator is not None:
+            for listener in list(self._emulator.store.listeners):
+                listener(None)  # type: ignore[arg-type]  # ends live watch-streams gracefully
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+        self._thread = self._loop = None
+
+    def __enter__(self) -> ApiServer:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- Direct access (thread-safe: executed in the server's loop) ----------------------------
+
+    def call(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` inside the server's thread, where the store lives."""
+        if self._loop is None or self._emulator is None:
+            raise RuntimeError('The API server is not started.')
+        store = self._emulator.store
+
+        async def run() -> T:
+            return fn(store)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
+
+    @property
+    def request_count(self) -> int:
+        return self._emulator.request_count if self._emulator is not None else 0
+
+    def objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[Obj]:
+        def read(store: Store) -> list[Obj]:
+            rtype = store.find_type(group, version, plural)
+            return [store.render(rtype, version, obj) for obj in store.select(rtype, namespace)]
+        return self.call(read)
+
+    def get(self, group: str, version: str, plural: str, namespace: str | None, name: str) -> Obj | None:
+        def read(store: Store) -> Obj | None:
+            rtype = store.find_type(group, version, plural)
+            try:
+                return store.render(rtype, version, store.get(rtype, namespace, name))
+            except ApiError:
+                return None
+        return self.call(read)
+
+    # --- Client-side helpers -------------------------------------------------------------------
+
+    def write_kubeconfig(self, path: pathlib.Path, *, namespace: str = 'default') -> pathlib.Path:
+        config = {
+            'apiVersion': 'v1', 'kind': 'Config', 'preferences': {},
+            'clusters': [{'name': 'kubeapi', 'cluster': {'server': self.url}}],
+            'users': [{'name': 'kubeapi', 'user': {'token': 'kubeapi-emulator'}}],
+            'contexts': [{'name': 'kubeapi', 'context': {'cluster': 'kubeapi', 'user': 'kubeapi',
+                                                          'namespace': namespace}}],
+            'current-context': 'kubeapi',
+        }
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config), encoding='utf-8')
+        return path
+
+    def apply_yaml(self, source: pathlib.Path | str, *, namespace: str = 'default') -> list[Obj]:
+        """Create-or-replace every document of a YAML file (or text) via the HTTP API."""
+        text = source.read_text(encoding='utf-8') if isinstance(source, pathlib.Path) else source
+        return [self.apply(doc, namespace=namespace) for doc in yaml.safe_load_all(text) if doc]
+
+    def apply(self, body: Obj, *, namespace: str = 'default') -> Obj:
+        """Create the object, or replace it (keeping its status) if it already exists."""
+        def locate(store: Store) -> tuple[ResourceType, str]:
+            return store.type_for_kind(str(body.get('apiVersion')), str(body.get('kind')))
+        rtype, version = self.call(locate)
+        prefix = f'/apis/{rtype.group}/{version}' if rtype.group else f'/api/{version}'
+        ns = (body.get('metadata') or {}).get('namespace') or namespace
+        collection = f'{prefix}/namespaces/{ns}/{rtype.plural}' if rtype.namespaced else f'{prefix}/{rtype.plural}'
+        try:
+            return self.http('POST', collection, body)
+        except HttpError as e:
+            if e.code != 409:
+                raise
+        url = f'{collection}/{body["metadata"]["name"]}'
+        current = self.http('GET', url)
+        fresh = {**body, 'metadata': {**body['metadata'],
+                                      'resourceVersion': current['metadata']['resourceVersion']}}
+        return self.http('PUT', url, fresh)
+
+    def http(self, method: str, path: str, body: Any = None,
+             content_type: str = _JSON) -> Obj:
+        """A tiny synchronous client; raises :class:`HttpError` with the Status on failures."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={'Content-Type': content_type, 'Accept': _JSON})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                result: Obj = json.loads(response.read())
+                return result
+        except urllib.error.HTTPError as e:
+            status = json.loads(e.read() or b'{}')
+            raise HttpError(e.code, status) from None
+
+
+class HttpError(Exception):
+    """A non-2xx answer of the emulated server, with its ``kind: Status`` body."""
+
+    def __init__(self, code: int, status: Obj) -> None:
+        super().__init__(f'HTTP {code}: {status.get("message")}')
+        self.code = code
+        self.status = status
