@@ -11,6 +11,11 @@ from imagescan.emulator import protocol, server
 
 from .conftest import make_client
 
+# The page-size limit comes from the installed botocore's model (25 in older releases, 100 since 1.44).
+MAX_FINDINGS_PAGE = int(
+    protocol.service("imagebuilder").model.operation_model("ListImageScanFindings")
+    .input_shape.members["maxResults"].metadata["max"]
+)
 PIPELINE = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web-ami"
 INFRA = "arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/i"
 
@@ -25,7 +30,7 @@ def _error(call: Any, **kwargs: Any) -> tuple[str, int, str]:
 @pytest.mark.parametrize(
     ("operation", "kwargs", "code"),
     [
-        ("list_image_scan_findings", {"maxResults": 26}, "InvalidRequestException"),
+        ("list_image_scan_findings", {"maxResults": MAX_FINDINGS_PAGE + 1}, "InvalidRequestException"),
         ("list_image_scan_findings", {"maxResults": 0}, "InvalidRequestException"),
         (
             "list_image_scan_findings",
@@ -73,10 +78,10 @@ def test_bad_requests(ib_raw: Any, operation: str, kwargs: dict[str, Any], code:
 
 
 def test_messages_follow_aws_style(ib_raw: Any) -> None:
-    _, _, message = _error(ib_raw.list_image_scan_findings, maxResults=26)
+    _, _, message = _error(ib_raw.list_image_scan_findings, maxResults=MAX_FINDINGS_PAGE + 1)
     assert message == (
-        "1 validation error detected: Value '26' at 'maxResults' failed to satisfy constraint: "
-        "Member must have value less than or equal to 25"
+        f"1 validation error detected: Value '{MAX_FINDINGS_PAGE + 1}' at 'maxResults' failed to satisfy "
+        f"constraint: Member must have value less than or equal to {MAX_FINDINGS_PAGE}"
     )
     _, _, message = _error(ib_raw.get_image_pipeline)
     assert "imagePipelineArn" in message and "must not be null" in message

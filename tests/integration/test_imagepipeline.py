@@ -238,3 +238,15 @@ def test_throttling_storm_converges_without_a_hot_loop(
     assert all(emulator.world.pipeline(arn)["imageScanningConfiguration"]["imageScanningEnabled"] for arn in arns)
     total = sum(emulator.calls.values())
     assert total < 8 * 40, f"{total} AWS calls for 8 pipelines: that is a hot loop"
+
+
+def test_field_unknown_to_botocore_stops_the_write(emulator: server.Emulator, pipelines: harness.Pipelines) -> None:
+    arn = emulator.world.add_pipeline(name="future", container=False, scanning_enabled=False, findings=1, rich=True)
+    future = emulator.world.pipeline(arn)
+    future["schedule"]["futureStartCondition"] = "ONLY_ON_TUESDAYS"  # a field AWS added after this botocore
+    emulator.world.replace_pipeline(arn, future)
+    pipelines.create("future", {"pipelineArn": arn})
+    stalled = pipelines.wait_condition("future", "Stalled", "True", "UnsupportedPipelineField")
+    assert "schedule.futureStartCondition" in stalled["message"]
+    assert emulator.calls["UpdateImagePipeline"] == 0
+    assert emulator.world.pipeline(arn) == future

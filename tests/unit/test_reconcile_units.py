@@ -37,7 +37,7 @@ def _pipeline(**extra: object) -> dict[str, object]:
 
 def test_update_request_sends_back_every_settable_field(client: object) -> None:
     raw = _pipeline(description="keep me", workflows=[{"workflowArn": "arn:x"}])
-    request = pipelines.update_request(client, raw, {"imageScanningEnabled": True}, "t" * 32)
+    request = pipelines.update_request(client, pipelines.Read(raw), {"imageScanningEnabled": True}, "t" * 32)
     assert request["schedule"] == raw["schedule"]
     assert request["description"] == "keep me"
     assert request["workflows"] == raw["workflows"]
@@ -48,8 +48,22 @@ def test_update_request_sends_back_every_settable_field(client: object) -> None:
 
 def test_update_request_refuses_a_field_it_cannot_send_back(client: object) -> None:
     with pytest.raises(pipelines.UnsupportedField) as caught:
-        pipelines.update_request(client, _pipeline(shinyNewField={"a": 1}), {"imageScanningEnabled": True}, "t")
+        pipelines.update_request(client, pipelines.Read(_pipeline(shinyNewField={"a": 1})), {}, "t")
     assert "shinyNewField" in caught.value.message and caught.value.terminal
+
+
+def test_update_request_refuses_fields_botocore_dropped_while_parsing(client: object) -> None:
+    read = pipelines.Read(_pipeline(), unknown_fields=("schedule.newCondition",))
+    with pytest.raises(pipelines.UnsupportedField, match=r"schedule\.newCondition"):
+        pipelines.update_request(client, read, {"imageScanningEnabled": True}, "t")
+
+
+def test_unknown_members_finds_new_fields_at_any_depth(client: object) -> None:
+    shape = client.meta.service_model.shape_for("ImagePipeline")  # type: ignore[attr-defined]
+    raw = {"name": "x", "schedule": {"scheduleExpression": "cron", "newCondition": 1},
+           "workflows": [{"workflowArn": "a", "retries": 2}], "tags": {"k": "v"}, "brandNew": True}
+    found = pipelines.unknown_members(raw, shape, "")
+    assert found == ["schedule.newCondition", "workflows[0].retries", "brandNew"]
 
 
 def test_parse_arn_rejects_garbage_with_a_clear_message() -> None:

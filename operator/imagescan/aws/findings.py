@@ -11,7 +11,11 @@ from typing import Any
 
 from imagescan.aws import errors
 
-PAGE_SIZE = 25  # the API's maximum for ListImageScanFindings
+
+def page_size(client: Any) -> int:
+    """The largest ListImageScanFindings page the service model allows (25 in older models, 100 now)."""
+    shape = client.meta.service_model.operation_model("ListImageScanFindings").input_shape
+    return int(shape.members["maxResults"].metadata.get("max", 25))
 
 
 def severity_counts(client: Any, filter_name: str | None = None, value: str | None = None) -> dict[str, int]:
@@ -41,7 +45,7 @@ def iter_findings(client: Any, filter_name: str, value: str) -> Iterator[dict[st
     paginator = client.get_paginator("list_image_scan_findings")
     pages = paginator.paginate(
         filters=[{"name": filter_name, "values": [value]}],
-        PaginationConfig={"PageSize": PAGE_SIZE},
+        PaginationConfig={"PageSize": page_size(client)},
     )
     try:
         for page in pages:

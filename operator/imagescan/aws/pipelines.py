@@ -3,15 +3,19 @@
 UpdateImagePipeline "does not support selective updates": any field the request leaves out is reset. So
 the request is built from the pipeline as just read, copying every member the request shape can carry —
 the list comes from botocore's service model at run time, so a field AWS adds later is carried over as soon
-as botocore knows it. If the read returns a field the request cannot carry and that is not known to be
-read-only, writing would silently drop it: ``UnsupportedField`` refuses instead.
+as botocore knows it. Until then botocore's parser silently drops such a field from the response, and an
+update would reset it; so the raw response body is checked against the model before parsing, and a read
+with fields this botocore does not know (at any depth) refuses to be written back: ``UnsupportedField``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Any
+
+from botocore import model as botocore_model
 
 from imagescan.aws import errors
 
@@ -54,12 +58,60 @@ def parse_arn(text: str) -> Arn:
     return Arn(text=text, **match.groupdict())
 
 
-def get(client: Any, arn: str) -> dict[str, Any]:
+_UNKNOWN_KEY = "ImagescanUnknownFields"
+
+
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """A pipeline as read, and the paths of fields in the raw response this botocore cannot parse."""
+
+    pipeline: dict[str, Any]
+    unknown_fields: tuple[str, ...] = ()
+
+
+def get(client: Any, arn: str) -> Read:
     """The pipeline as GetImagePipeline returns it; ``errors.NotFound`` when there is none."""
+    _watch_unknown_fields(client)
     try:
-        return dict(client.get_image_pipeline(imagePipelineArn=arn)["imagePipeline"])
+        response = client.get_image_pipeline(imagePipelineArn=arn)
     except Exception as exc:
         raise errors.from_exception(exc) from None
+    return Read(pipeline=dict(response["imagePipeline"]), unknown_fields=tuple(response.get(_UNKNOWN_KEY, ())))
+
+
+def _watch_unknown_fields(client: Any) -> None:
+    """Look at GetImagePipeline's raw body before botocore's parser drops what it does not know."""
+    service_model = client.meta.service_model
+    shape = service_model.shape_for("ImagePipeline")
+
+    def capture(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+        try:
+            body = json.loads(response_dict.get("body") or b"{}")
+        except ValueError:
+            return
+        if isinstance(body, dict) and isinstance(body.get("imagePipeline"), dict):
+            customized_response_dict[_UNKNOWN_KEY] = unknown_members(body["imagePipeline"], shape, "")
+
+    client.meta.events.register(
+        f"before-parse.{service_model.service_id.hyphenize()}.GetImagePipeline", capture,
+        unique_id="imagescan-unknown-pipeline-fields",
+    )
+
+
+def unknown_members(value: Any, shape: botocore_model.Shape, path: str) -> list[str]:
+    """Paths in ``value`` that ``shape`` has no member for."""
+    if isinstance(shape, botocore_model.StructureShape) and isinstance(value, dict):
+        found: list[str] = []
+        for key, item in value.items():
+            member = shape.members.get(key)
+            where = f"{path}.{key}" if path else key
+            found += [where] if member is None else unknown_members(item, member, where)
+        return found
+    if isinstance(shape, botocore_model.ListShape) and isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in unknown_members(item, shape.member, f"{path}[{i}]")]
+    if isinstance(shape, botocore_model.MapShape) and isinstance(value, dict):
+        return [p for key, item in value.items() for p in unknown_members(item, shape.value, f"{path}.{key}")]
+    return []
 
 
 def find_arn(client: Any, name: str) -> str:
@@ -82,16 +134,17 @@ def updatable_fields(client: Any) -> frozenset[str]:
 
 def update_request(
         client: Any,
-        pipeline: dict[str, Any],
+        read: Read,
         scanning: dict[str, Any],
         client_token: str,
 ) -> dict[str, Any]:
     """UpdateImagePipeline parameters that change only the scanning configuration."""
+    pipeline = read.pipeline
     carried = updatable_fields(client) - {"clientToken", "imagePipelineArn"}
-    unknown = set(pipeline) - carried - READ_ONLY_FIELDS
+    unknown = sorted(set(read.unknown_fields) | (set(pipeline) - carried - READ_ONLY_FIELDS))
     if unknown:
         raise UnsupportedField(
-            f"the pipeline has field(s) {sorted(unknown)} that this operator's botocore cannot send back; "
+            f"the pipeline has field(s) {unknown} that this operator's botocore cannot send back; "
             "updating would reset them, so nothing was written. Upgrade the operator.",
             code="UnsupportedPipelineField",
         )

@@ -86,11 +86,11 @@ async def _reconcile(
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
     async with shared.lock(uid):
-        previous = _previous_status(body)
+        previous = shared.written.get(uid) or _previous_status(body)
         try:
             spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
         except pydantic.ValidationError as exc:
-            _write_invalid_spec(body, patch, previous, exc)
+            shared.written[uid] = _write_invalid_spec(body, patch, previous, exc)
             shared.schedule.failed(uid, terminal=True, resync=600)
             return
         request = _request(body, spec, previous, refresh_findings)
@@ -98,7 +98,7 @@ async def _reconcile(
         status = outcome.status.model_copy(
             update={"last_handled_reconcile_at": body.meta.annotations.get(RECONCILE_ANNOTATION)},
         )
-        _write_status(patch, body, pipeline.fit(status))
+        shared.written[uid] = _write_status(patch, body, pipeline.fit(status))
         _post_events(body, previous, outcome, logger)
         if outcome.error is None:
             shared.schedule.succeeded(
@@ -136,7 +136,7 @@ async def _in_thread(shared: runtime_.Runtime, fn: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(shared.executor, fn, *args)
 
 
-def _write_status(patch: kopf.Patch, body: kopf.Body, status: m.ImagePipelineStatus) -> None:
+def _write_status(patch: kopf.Patch, body: kopf.Body, status: m.ImagePipelineStatus) -> m.ImagePipelineStatus:
     """Replace the whole status through a merge patch: keys no longer present are set to null."""
     new = status.to_k8s()
     for key in body.status:
@@ -144,11 +144,12 @@ def _write_status(patch: kopf.Patch, body: kopf.Body, status: m.ImagePipelineSta
             patch.status[key] = None
     for key, value in new.items():
         patch.status[key] = value
+    return status
 
 
 def _write_invalid_spec(
         body: kopf.Body, patch: kopf.Patch, previous: m.ImagePipelineStatus, exc: pydantic.ValidationError,
-) -> None:
+) -> m.ImagePipelineStatus:
     problems = "; ".join(
         f"spec.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" if error["loc"] else error["msg"]
         for error in exc.errors()
@@ -161,9 +162,9 @@ def _write_invalid_spec(
     status = previous.model_copy(update={
         "observed_generation": generation, "conditions": kstatus.merge(previous.conditions, wanted),
     })
-    _write_status(patch, body, status)
     if _ready_reason(previous) != "InvalidSpec":
         kopf.warn(body, reason="InvalidSpec", message=problems)
+    return _write_status(patch, body, status)
 
 
 def _ready_reason(status: m.ImagePipelineStatus) -> str | None:

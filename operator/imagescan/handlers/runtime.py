@@ -7,6 +7,7 @@ import concurrent.futures
 import dataclasses
 
 from imagescan.aws import clients as aws_clients
+from imagescan.models import imagepipeline as m
 from imagescan.reconcile import findings, schedule
 
 
@@ -34,6 +35,9 @@ class Runtime:
             max_workers=config.aws.workers, thread_name_prefix="imagescan-aws",
         )
         self._locks: dict[str, asyncio.Lock] = {}
+        # The operator is the only writer of status, so the last status it wrote is never older than what
+        # a handler's body shows (kopf may hand a timer a body from before the previous patch landed).
+        self.written: dict[str, m.ImagePipelineStatus] = {}
 
     def lock(self, uid: str) -> asyncio.Lock:
         """One reconcile at a time per object, whether an event or the timer started it."""
@@ -41,6 +45,7 @@ class Runtime:
 
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
+        self.written.pop(uid, None)
         self.schedule.forget(uid)
 
     def close(self) -> None:

@@ -222,7 +222,8 @@ def refresh_top(scope: Scope, counts: m.SeverityCounts, buckets: AccountBuckets)
     if scope.image_arn is None or scope.top_n == 0 or counts.total == 0:
         return []
     needed = needed_severities(counts, scope.top_n)
-    if _bucket_pages(scope, needed, buckets) < _image_pages(counts):
+    per_page = aws_findings.page_size(scope.client)
+    if _bucket_pages(scope, needed, buckets, per_page) < math.ceil(counts.total / per_page):
         image_arn = scope.image_arn
         pool = (
             finding
@@ -234,12 +235,9 @@ def refresh_top(scope: Scope, counts: m.SeverityCounts, buckets: AccountBuckets)
     return top(_image_findings(scope, counts, needed), scope.top_n)
 
 
-def _image_pages(counts: m.SeverityCounts) -> float:
-    """Pages of the image's own listing in the worst case (order is not guaranteed)."""
-    return math.ceil(counts.total / aws_findings.PAGE_SIZE)
-
-
-def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets) -> float:
+def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets, per_page: int) -> float:
+    """Pages the shared account-wide lists still need (the image's own listing: up to every page, since
+    the API does not promise an order)."""
     pages = 0.0
     account: dict[str, int] | None = None
     for severity in needed:
@@ -249,7 +247,7 @@ def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets) -> f
             return math.inf  # account-wide size unknown without listing it
         if account is None:
             account = buckets.account_counts(scope.client, scope.region, scope.max_age)
-        pages += math.ceil(account[severity.lower()] / aws_findings.PAGE_SIZE)
+        pages += math.ceil(account[severity.lower()] / per_page)
     return pages
 
 

@@ -216,7 +216,8 @@ def _sync(
 ) -> None:
     target = resolve(clients, request.spec, request.previous)
     client = clients.imagebuilder(target.region)
-    raw = pipelines.get(client, target.arn)
+    read = pipelines.get(client, target.arn)
+    raw = read.pipeline
     _check_spec_fits(request.spec, raw)
     previous_date_last_run = request.previous.pipeline.date_last_run if request.previous.pipeline else None
     was_enabled = observed(raw).enabled
@@ -225,7 +226,7 @@ def _sync(
     want = desired(request.spec)
     progress.drift = delta(want, observed(raw))
     if progress.drift and _mode(request) == "Manage":
-        raw = _apply(client, request, want, raw)
+        raw = _apply(client, request, want, read)
         progress.wrote = True
         progress.drift = ()
         progress.pipeline = pipeline_status(target, raw)
@@ -247,12 +248,13 @@ def _check_spec_fits(spec: m.ImagePipelineSpec, raw: dict[str, Any]) -> None:
         )
 
 
-def _apply(client: Any, request: Request, want: ScanConfig, raw: dict[str, Any]) -> dict[str, Any]:
+def _apply(client: Any, request: Request, want: ScanConfig, read: pipelines.Read) -> dict[str, Any]:
     """UpdateImagePipeline with everything else sent back as read, then verify by reading again."""
+    raw = read.pipeline
     token = client_token(request.uid, request.generation, want, raw.get("dateUpdated"))
     payload = scanning_payload(want, raw.get(pipelines.SCANNING_FIELD) or {})
-    pipelines.update(client, pipelines.update_request(client, raw, payload, token))
-    after = pipelines.get(client, raw["arn"])
+    pipelines.update(client, pipelines.update_request(client, read, payload, token))
+    after = pipelines.get(client, raw["arn"]).pipeline
     if delta(want, observed(after)):
         raise UpdateNotApplied(
             "UpdateImagePipeline succeeded but the scanning configuration read back differs; will retry",
@@ -378,8 +380,8 @@ def disable(clients: aws_clients.Clients, request: Request) -> bool:
     """Turn scanning off (deletionPolicy Disable); returns whether anything was written."""
     target = resolve(clients, request.spec, request.previous)
     client = clients.imagebuilder(target.region)
-    raw = pipelines.get(client, target.arn)
-    if not observed(raw).enabled:
+    read = pipelines.get(client, target.arn)
+    if not observed(read.pipeline).enabled:
         return False
-    _apply(client, request, dataclasses.replace(desired(request.spec), enabled=False), raw)
+    _apply(client, request, dataclasses.replace(desired(request.spec), enabled=False), read)
     return True

@@ -1,0 +1,243 @@
+"""The deploy/ manifests, the IAM policy and the examples are consistent with the CRD and the operator."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from imagescan.models.imagepipeline import ImagePipelineSpec
+from tests.support import schema
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+CRD_PATH = ROOT / "crds" / "imagepipelines.imagescan.io.yaml"
+GROUP = "imagescan.io"
+
+# Verbs the operator (kopf + our handlers) uses, per resource: watching, finalizers/annotations, status
+# writes, and Events.
+NEEDED: dict[tuple[str, str], set[str]] = {
+    (GROUP, "imagepipelines"): {"get", "list", "watch", "patch", "update"},
+    (GROUP, "imagepipelines/status"): {"get", "patch", "update"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("", "namespaces"): {"list", "watch"},
+    ("", "events"): {"create"},
+    ("events.k8s.io", "events"): {"create"},
+}
+
+
+def _docs(path: pathlib.Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _deploy_docs() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/` would apply."""
+    rendered = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], check=True, capture_output=True, text=True)
+    return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+
+
+def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def _crd_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+    return dict(version["schema"]["openAPIV3Schema"])
+
+
+def test_there_are_examples() -> None:
+    names = {p.name for p in EXAMPLES}
+    assert {"imagepipeline-ami.yaml", "imagepipeline-container.yaml", "imagepipeline-observe.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_parses_with_the_models(path: pathlib.Path) -> None:
+    (doc,) = _docs(path)
+    assert doc["apiVersion"] == f"{GROUP}/v1alpha1"
+    assert doc["kind"] == "ImagePipeline"
+    spec = ImagePipelineSpec.model_validate(doc["spec"])
+    assert spec.pipeline_arn or spec.pipeline_name
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_validates_against_the_crd(path: pathlib.Path) -> None:
+    (doc,) = _docs(path)
+    crd_schema = _crd_schema()
+    assert schema.validate_root(doc, crd_schema) == []
+    # Nothing in the example is unknown to the schema (the API server would silently drop it).
+    assert schema.prune_root(doc, crd_schema)["spec"] == doc["spec"]
+
+
+def test_examples_cover_the_documented_cases() -> None:
+    specs = {p.name: ImagePipelineSpec.model_validate(_docs(p)[0]["spec"]) for p in EXAMPLES}
+    ami = specs["imagepipeline-ami.yaml"]
+    assert ami.pipeline_arn and ami.scanning.enabled
+    assert (ami.management_policy, ami.deletion_policy) == ("Manage", "Retain")
+    container = specs["imagepipeline-container.yaml"]
+    assert container.pipeline_name and container.region and not container.pipeline_arn
+    assert container.scanning.ecr and container.scanning.ecr.repository_name and container.scanning.ecr.container_tags
+    assert container.deletion_policy == "Disable"
+    assert container.findings.top == 20
+    assert specs["imagepipeline-observe.yaml"].management_policy == "Observe"
+
+
+def test_kustomization_lists_files_that_exist() -> None:
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    resources = kustomization["resources"]
+    assert "../crds" in resources
+    for resource in resources:
+        assert (DEPLOY / resource).exists(), f"{resource} does not exist"
+    listed = {(DEPLOY / r).resolve() for r in resources}
+    manifests = {p.resolve() for p in DEPLOY.glob("*.yaml")} - {(DEPLOY / "kustomization.yaml").resolve()}
+    assert manifests <= listed, f"not in kustomization.yaml: {sorted(p.name for p in manifests - listed)}"
+
+
+def _granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+def test_operator_cluster_role_grants_what_the_operator_uses() -> None:
+    role = _one(_deploy_docs(), "ClusterRole", "imagescan-operator")
+    granted = _granted(role)
+    for key, verbs in NEEDED.items():
+        assert verbs <= granted.get(key, set()), f"{key}: missing {sorted(verbs - granted.get(key, set()))}"
+    # Nothing beyond that: no peering resources (standalone), no secrets, no deletes.
+    assert set(granted) == set(NEEDED)
+    assert all(granted[key] == NEEDED[key] for key in NEEDED)
+
+
+def test_no_wildcards_in_any_role() -> None:
+    for doc in _deploy_docs():
+        if doc["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for rule in doc["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                assert "*" not in rule.get(field, []), f"{doc['metadata']['name']}: '*' in {field}"
+
+
+def test_binding_targets_the_operator_service_account() -> None:
+    docs = _deploy_docs()
+    binding = _one(docs, "ClusterRoleBinding", "imagescan-operator")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "imagescan-operator",
+    }
+    account = _one(docs, "ServiceAccount", "imagescan-operator")
+    assert binding["subjects"] == [{
+        "kind": "ServiceAccount", "name": "imagescan-operator", "namespace": account["metadata"]["namespace"],
+    }]
+    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+
+
+def test_users_can_read_imagepipelines_through_aggregated_roles() -> None:
+    roles = [d for d in _deploy_docs() if d["kind"] == "ClusterRole" and d["metadata"]["name"] != "imagescan-operator"]
+    by_aggregate: dict[str, dict[tuple[str, str], set[str]]] = {}
+    for role in roles:
+        for label, value in role["metadata"].get("labels", {}).items():
+            if label.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true":
+                target = by_aggregate.setdefault(label.rsplit("-", 1)[-1], {})
+                for key, verbs in _granted(role).items():
+                    target.setdefault(key, set()).update(verbs)
+    read = {"get", "list", "watch"}
+    for target in ("view", "edit", "admin"):
+        assert read <= by_aggregate[target].get((GROUP, "imagepipelines"), set()), target
+        assert read <= by_aggregate[target].get((GROUP, "imagepipelines/status"), set()), target
+    assert not by_aggregate["view"][(GROUP, "imagepipelines")] - read, "view must stay read-only"
+    for target in ("edit", "admin"):
+        assert {"create", "update", "patch", "delete"} <= by_aggregate[target][(GROUP, "imagepipelines")]
+        assert not by_aggregate[target][(GROUP, "imagepipelines/status")] - read, "status belongs to the operator"
+
+
+def _statements() -> list[dict[str, Any]]:
+    policy = json.loads((DEPLOY / "iam-policy.json").read_text())
+    assert policy["Version"] == "2012-10-17"
+    statements = policy["Statement"]
+    assert isinstance(statements, list) and statements
+    return list(statements)
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def test_iam_policy_is_valid_and_has_no_wildcard_actions() -> None:
+    actions: set[str] = set()
+    for statement in _statements():
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement and "NotResource" not in statement
+        for action in _as_list(statement["Action"]):
+            assert action != "*" and not action.endswith(":*"), action
+            actions.add(action)
+    assert {
+        "imagebuilder:GetImagePipeline", "imagebuilder:UpdateImagePipeline", "imagebuilder:ListImagePipelines",
+        "imagebuilder:ListImagePipelineImages", "imagebuilder:GetImage", "imagebuilder:ListImageScanFindings",
+        "imagebuilder:ListImageScanFindingAggregations",
+    } <= actions
+
+
+def test_iam_pipeline_writes_are_scoped_to_pipelines() -> None:
+    for statement in _statements():
+        actions = _as_list(statement["Action"])
+        if "imagebuilder:UpdateImagePipeline" in actions or "imagebuilder:GetImagePipeline" in actions:
+            assert _as_list(statement["Resource"]) == ["arn:aws:imagebuilder:*:*:image-pipeline/*"]
+        if "iam:PassRole" in actions:
+            assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "imagebuilder.amazonaws.com"
+
+
+def test_deployment_is_single_replica_recreate_and_hardened() -> None:
+    deployment = _one(_deploy_docs(), "Deployment", "imagescan-operator")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "imagescan-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 10001
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    probe = container["livenessProbe"]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert probe["path"] == "/healthz" and ports.get(probe["port"], probe["port"]) == 8080
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert {"name": "AWS_REGION", "value": "us-east-1"} in container["env"]
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_kustomize_renders_everything() -> None:
+    # The CRD lives outside deploy/, which kustomize's default load restrictor refuses.
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("CustomResourceDefinition", "imagepipelines.imagescan.io") in kinds
+    assert ("Deployment", "imagescan-operator") in kinds
+    assert ("ClusterRole", "imagescan-operator") in kinds
+    assert ("ClusterRoleBinding", "imagescan-operator") in kinds
+    assert ("Namespace", "imagescan-system") in kinds
+    rendered_crd = _one(docs, "CustomResourceDefinition", "imagepipelines.imagescan.io")
+    assert rendered_crd == yaml.safe_load(CRD_PATH.read_text())
