@@ -1,4 +1,4 @@
-"""The ``imagescan`` command: run the operator, write the CRDs, serve the AWS emulator."""
+"""The ``imagescan`` command: run the operator, try it in a sandbox, write the CRDs, serve the AWS emulator."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import logging
 import os
 import pathlib
 import sys
+from typing import TYPE_CHECKING
 
 from imagescan.aws import clients as aws_clients
 
+if TYPE_CHECKING:
+    from imagescan.handlers import runtime
+
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     return int(args.command(args) or 0)
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imagescan", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -41,6 +45,21 @@ def _parser() -> argparse.ArgumentParser:
     crds.add_argument("--check", action="store_true", help="only check that the files are up to date")
     crds.set_defaults(command=_crds)
 
+    sandbox = commands.add_parser("sandbox", help="try it: emulated AWS + Kubernetes API + the operator, one process")
+    sandbox.add_argument("--port", type=int, default=4599, help="AWS emulator port (default 4599; 0: any free port)")
+    sandbox.add_argument("--api-port", type=int, default=8001, help="Kubernetes API port (default 8001; 0: any)")
+    sandbox.add_argument("--seed", type=int, default=1, help="seed of the demo pipelines and findings (default 1)")
+    sandbox.add_argument("--pipelines", type=int, default=6, help="demo pipelines to seed (default 6)")
+    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added latency per AWS call")
+    sandbox.add_argument("--fail-rate", type=float, default=0.0,
+                         help="share of AWS calls that fail with throttling / 503 (0..1)")
+    sandbox.add_argument("--no-operator", action="store_true", help="serve only the APIs; run `imagescan run` yourself")
+    sandbox.add_argument("--kubeconfig", type=pathlib.Path, default=pathlib.Path("imagescan-sandbox.kubeconfig"),
+                         help="where to write the kubeconfig (default ./imagescan-sandbox.kubeconfig)")
+    sandbox.add_argument("--examples", type=pathlib.Path, default=pathlib.Path("examples"),
+                         help="folder of manifests to apply (default ./examples; absent: one per demo pipeline)")
+    sandbox.set_defaults(command=_sandbox)
+
     emulator = commands.add_parser("emulator", help="serve the Image Builder + Inspector emulator", add_help=False)
     emulator.add_argument("rest", nargs=argparse.REMAINDER)
     emulator.set_defaults(command=_emulator)
@@ -49,15 +68,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from imagescan import runner
-    from imagescan.handlers import runtime
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-    config = runtime.Config(
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's kubeconfig login reads it when it logs in
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(runner.run(run_config(args)))
+    return 0
+
+
+def run_config(args: argparse.Namespace) -> runtime.Config:
+    """The operator's settings from `imagescan run`'s flags."""
+    from imagescan.handlers import runtime
+
+    return runtime.Config(
         aws=aws_clients.Settings(
             default_region=args.region, endpoint_url=args.aws_endpoint_url, workers=args.workers,
         ),
@@ -66,9 +93,6 @@ def _run(args: argparse.Namespace) -> int:
         clusterwide=not args.namespace,
         liveness_endpoint=args.liveness,
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner.run(config))
-    return 0
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -88,6 +112,17 @@ def _crds(args: argparse.Namespace) -> int:
     for path in crdgen.write_all(args.output_dir):
         print(path)
     return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from imagescan import sandbox
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return sandbox.run(sandbox.Options(
+        port=args.port, api_port=args.api_port, seed=args.seed, pipelines=args.pipelines,
+        latency_ms=args.latency_ms, fail_rate=args.fail_rate, operator=not args.no_operator,
+        kubeconfig=args.kubeconfig, examples=args.examples,
+    ))
 
 
 def _emulator(args: argparse.Namespace) -> int:

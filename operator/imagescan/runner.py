@@ -6,6 +6,7 @@ Used by ``imagescan run`` and by the tests, which run the real operator in a thr
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import kopf
@@ -38,10 +39,20 @@ async def run(
     )
 
 
+class _NotMainThread(logging.Filter):
+    """kopf warns that it cannot install signal handlers off the main thread; here that is the point."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "OS signals are ignored" not in record.getMessage()
+
+
 class InThread:
-    """The operator on its own event loop in a background thread (tests, and later the sandbox)."""
+    """The operator on its own event loop in a background thread (the sandbox and the tests)."""
 
     def __init__(self, config: runtime.Config) -> None:
+        kopf_runner = logging.getLogger("kopf._core.reactor.running")
+        if not any(isinstance(f, _NotMainThread) for f in kopf_runner.filters):
+            kopf_runner.addFilter(_NotMainThread())
         self.config = config
         self._stop = threading.Event()
         self._ready = threading.Event()

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 import kubernetes.client
 import pytest
 
-from imagescan import runner
+from imagescan import apiserver, runner
 from imagescan.aws import clients as aws_clients
 from imagescan.emulator import server
 from imagescan.handlers import runtime
 from tests.conftest import ROOT
 from tests.integration import harness
-from tests.support import kubeapi
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def emulator() -> Iterator[server.Emulator]:
 
 
 @pytest.fixture
-def operator(kube_api: kubeapi.ApiServer, emulator: server.Emulator) -> Iterator[runner.InThread]:
+def operator(kube_api: apiserver.ApiServer, emulator: server.Emulator) -> Iterator[runner.InThread]:
     kube_api.apply_yaml(ROOT / "crds" / "imagepipelines.imagescan.io.yaml")
     config = runtime.Config(
         aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),

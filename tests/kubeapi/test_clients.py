@@ -16,8 +16,8 @@ import kopf
 import pytest
 import yaml
 
+from imagescan.apiserver.server import ApiServer
 from tests.kubeapi.test_server import CRD, GROUP, PLURAL, VERSION, gizmo
-from tests.support.kubeapi import ApiServer
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10) -> Any:

@@ -1,7 +1,7 @@
 """
 Canary: which API-server behaviours plain kmock (0.8) still lacks.
 
-``tests/support/kubeapi.py`` re-implements these on top of kmock. Each probe
+``imagescan/apiserver/`` re-implements these on top of kmock. Each probe
 below runs against a fresh, PLAIN ``kmock.KubernetesEmulator`` and reports
 whether kmock now behaves like the real API server. When kmock is upgraded
 and fixes something, this test fails and names the feature: then drop our

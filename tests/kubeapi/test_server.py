@@ -10,7 +10,7 @@ import kubernetes.watch
 import pytest
 from kubernetes.client import ApiException
 
-from tests.support.kubeapi import ApiServer
+from imagescan.apiserver.server import ApiServer
 
 GROUP, VERSION, PLURAL = 'test.imagescan.io', 'v1', 'gizmos'
 CRD: dict[str, Any] = {

@@ -1,1 +1,1 @@
-"""Test support code: the emulated Kubernetes API server and its pytest fixtures."""
+"""Test support code: pytest fixtures around the embedded API server (:mod:`imagescan.apiserver`)."""

@@ -1,8 +1,8 @@
 """
 Pytest fixtures around the emulated API server (import them into conftest.py).
 
-Kept apart from :mod:`tests.support.kubeapi` so that the server itself stays
-free of pytest and can later be moved into the package.
+Kept apart from :mod:`imagescan.apiserver` so that the server itself stays
+free of pytest.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ import kubernetes.client
 import kubernetes.config
 import pytest
 
-from .kubeapi import ApiServer
+from imagescan.apiserver import server
 
 
 @pytest.fixture
-def kube_api(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiServer]:
+def kube_api(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[server.ApiServer]:
     """A started server (namespace ``default`` exists) with ``KUBECONFIG`` pointing at it."""
-    with ApiServer() as server:
-        kubeconfig = server.write_kubeconfig(tmp_path / 'kubeconfig')
+    with server.ApiServer() as api:
+        kubeconfig = api.write_kubeconfig(tmp_path / 'kubeconfig')
         monkeypatch.setenv('KUBECONFIG', str(kubeconfig))
-        yield server
+        yield api
 
 
 @pytest.fixture
-def kube_client(kube_api: ApiServer, tmp_path: pathlib.Path) -> Iterator[kubernetes.client.ApiClient]:
+def kube_client(kube_api: server.ApiServer, tmp_path: pathlib.Path) -> Iterator[kubernetes.client.ApiClient]:
     """A ``kubernetes`` client configured from the server's kubeconfig."""
     config = str(tmp_path / 'kubeconfig')
     client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from imagescan.apiserver import schema
 from imagescan.models.imagepipeline import ImagePipelineSpec
-from tests.support import schema
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

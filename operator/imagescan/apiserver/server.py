@@ -1,5 +1,5 @@
 """
-An emulated Kubernetes API server for tests (and later for ``imagescan sandbox``).
+The HTTP layer of the embedded Kubernetes API server (tests and ``imagescan sandbox``).
 
 No kube-apiserver can be installed where the tests run, yet the operator must
 be exercised for real: kopf, the ``kubernetes`` client and ``kubectl`` talking
@@ -14,7 +14,7 @@ kmock 0.8's ``KubernetesEmulator``:
     ever-growing log and re-sorts/filters all reactions per request, so long
     runs get slower and slower; kmock's URL parser also crashes on
     ``/api/v1/namespaces`` (it always expects a namespace name after it);
-  - the object store (see :mod:`tests.support.kubestore`): kmock's has no
+  - the object store (see :mod:`imagescan.apiserver.store`): kmock's has no
     resourceVersion, so kopf's JSON-patch with a ``test`` op fails with 500;
   - discovery: kmock cannot register CRD-defined resources at runtime and
     reports ``namespaced: null`` for unknown ones, which kubectl rejects;
@@ -46,8 +46,7 @@ import aiohttp.web
 import kmock
 import yaml
 
-from . import objectops
-from .kubestore import ApiError, Obj, ResourceType, Store, WatchEvent
+from imagescan.apiserver import objectops, openapi, store, tables
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
 
     def __init__(self, *, history: int = 10_000) -> None:
         super().__init__()
-        self.store = Store(history=history)
+        self.store = store.Store(history=history)
         self.request_count = 0
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -107,11 +106,11 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         self.request_count += 1
         try:
             return await self._dispatch(raw)
-        except ApiError as e:
+        except store.ApiError as e:
             return _json(e.status(), e.code)
         except Exception as e:  # any bug must reach the client as a readable Status, not a hang
             logger.exception('The emulated API server failed on %s %s', raw.method, raw.path_qs)
-            return _json(ApiError(500, 'InternalError', repr(e)).status(), 500)
+            return _json(store.ApiError(500, 'InternalError', repr(e)).status(), 500)
 
     # --- Routing -------------------------------------------------------------------------------
 
@@ -119,50 +118,56 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         route = parse_route(raw.path)
         if route is None:
             if raw.method != 'GET':
-                raise ApiError(405, 'MethodNotAllowed', 'the server does not allow this method')
+                raise store.ApiError(405, 'MethodNotAllowed', 'the server does not allow this method')
             return _json(await self._discovery(raw.path))
         rtype = self.store.find_type(route.group, route.version, route.plural)
         if rtype.namespaced != (route.namespace is not None) and route.name is not None:
-            raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
+            raise store.ApiError(404, 'NotFound', 'the server could not find the requested resource')
         if route.subresource not in (None, 'status') or (
                 route.subresource == 'status' and not rtype.status_subresource):
-            raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
+            raise store.ApiError(404, 'NotFound', 'the server could not find the requested resource')
         if raw.method == 'GET' and raw.query.get('watch') in ('true', '1'):
             return await self._watch(raw, route, rtype)
         status, data = self._serve(raw.method, raw.query, route, rtype, raw.content_type,
                                    self._parse_body(raw.content_type, await raw.read()))
+        table_version = tables.requested_version(raw.headers.get('Accept')) if raw.method == 'GET' else None
+        if table_version and route.subresource is None:
+            data = self._table(route, rtype, table_version, raw.query, data)
         return _json(data, status)
 
-    def _serve(self, method: str, query: Any, route: Route, rtype: ResourceType,
-               content_type: str, body: Any) -> tuple[int, Obj]:
-        store, version = self.store, route.version
+    def _serve(self, method: str, query: Any, route: Route, rtype: store.ResourceType,
+               content_type: str, body: Any) -> tuple[int, store.Obj]:
+        db, version = self.store, route.version
+        strict = query.get('fieldValidation')  # kubectl's --validate; Ignore and Warn are both lenient here
         if method == 'GET' and route.name is None:
             return 200, self._list(route, rtype, query)
         if method == 'POST' and route.name is None:
-            return 201, store.render(rtype, version, store.create(rtype, version, route.namespace, body))
+            return 201, db.render(rtype, version, db.create(rtype, version, route.namespace, body,
+                                                            field_validation=strict))
         if method == 'DELETE' and route.name is None:
             return 200, self._delete_collection(route, rtype, query, body)
         if route.name is None:
-            raise ApiError(405, 'MethodNotAllowed', f'{method} is not allowed on a collection')
+            raise store.ApiError(405, 'MethodNotAllowed', f'{method} is not allowed on a collection')
         name, namespace, sub = route.name, route.namespace, route.subresource
         if method == 'GET':
-            obj = store.get(rtype, namespace, name)
+            obj = db.get(rtype, namespace, name)
         elif method == 'PUT':
-            obj = store.replace(rtype, version, namespace, name, sub, body)
+            obj = db.replace(rtype, version, namespace, name, sub, body, field_validation=strict)
         elif method == 'PATCH':
-            obj = store.patch(rtype, version, namespace, name, sub, self._patch_type(content_type), body)
+            obj = db.patch(rtype, version, namespace, name, sub, self._patch_type(content_type), body,
+                           field_validation=strict)
         elif method == 'DELETE':
-            obj = store.delete(rtype, namespace, name, body)
+            obj = db.delete(rtype, namespace, name, body)
         else:
-            raise ApiError(405, 'MethodNotAllowed', f'{method} is not allowed on an object')
-        return 200, store.render(rtype, version, obj)
+            raise store.ApiError(405, 'MethodNotAllowed', f'{method} is not allowed on an object')
+        return 200, db.render(rtype, version, obj)
 
     @staticmethod
     def _patch_type(content_type: str) -> str:
         if content_type in _PATCH_TYPES:
             return content_type
         # Server-side apply would need managed fields tracking; refuse it loudly instead of faking it.
-        raise ApiError(415, 'UnsupportedMediaType',
+        raise store.ApiError(415, 'UnsupportedMediaType',
                        f'the body of the request was in an unknown format - accepted media types '
                        f'include: {", ".join(_PATCH_TYPES)} (server-side apply is not emulated)')
 
@@ -170,14 +175,17 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     def _parse_body(content_type: str, data: bytes) -> Any:
         if not data.strip():
             return None
+        if 'protobuf' in content_type:  # kubectl create sends built-in kinds so; 415 makes it retry in JSON
+            raise store.ApiError(415, 'UnsupportedMediaType', f'the body of the request was in an unknown '
+                                 f'format - accepted media types include: {_JSON}, application/yaml')
         try:
             if 'yaml' in content_type:
                 return yaml.safe_load(data)
             return json.loads(data)
         except ValueError as e:
-            raise ApiError(400, 'BadRequest', f'the request body cannot be decoded: {e}') from None
+            raise store.ApiError(400, 'BadRequest', f'the request body cannot be decoded: {e}') from None
 
-    def _list(self, route: Route, rtype: ResourceType, query: Any) -> Obj:
+    def _list(self, route: Route, rtype: store.ResourceType, query: Any) -> store.Obj:
         items = self.store.select(rtype, route.namespace, query.get('labelSelector'),
                                   query.get('fieldSelector'))
         return {
@@ -187,7 +195,7 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             'items': [self.store.render(rtype, route.version, obj) for obj in items],
         }
 
-    def _delete_collection(self, route: Route, rtype: ResourceType, query: Any, body: Any) -> Obj:
+    def _delete_collection(self, route: Route, rtype: store.ResourceType, query: Any, body: Any) -> store.Obj:
         doomed = self.store.select(rtype, route.namespace, query.get('labelSelector'),
                                    query.get('fieldSelector'))
         deleted = [self.store.delete(rtype, obj['metadata'].get('namespace'), obj['metadata']['name'], body)
@@ -196,28 +204,74 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                 'metadata': {'resourceVersion': str(self.store.rv)},
                 'items': [self.store.render(rtype, route.version, obj) for obj in deleted]}
 
+    # --- Server-side printing (kubectl get) ----------------------------------------------------
+
+    def _table(self, route: Route, rtype: store.ResourceType, table_version: str, query: Any,
+               data: store.Obj) -> store.Obj:
+        """The list or object as a ``meta.k8s.io`` Table, as ``kubectl get`` asks for it."""
+        columns = self._columns(rtype, route.version)
+        include = self._include_object(query)
+        if route.name is None:
+            return tables.table(columns, data.get('items') or [], version=table_version, include_object=include,
+                                metadata=data.get('metadata'))
+        rv = (data.get('metadata') or {}).get('resourceVersion')
+        return tables.table(columns, [data], version=table_version, include_object=include,
+                            metadata={'resourceVersion': rv} if rv else {})
+
+    @staticmethod
+    def _columns(rtype: store.ResourceType, version: str) -> list[tables.Column]:
+        if rtype.custom:
+            return tables.custom_columns(rtype.printer_columns.get(version))
+        return tables.default_columns()
+
+    @staticmethod
+    def _include_object(query: Any) -> str:
+        include = str(query.get('includeObject') or 'Metadata')
+        if include not in tables.INCLUDE_OBJECT:
+            raise store.ApiError(400, 'BadRequest', f'includeObject: Unsupported value: "{include}": supported '
+                                 f'values: {", ".join(repr(v) for v in tables.INCLUDE_OBJECT)}')
+        return include
+
+    def _table_events(self, route: Route, rtype: store.ResourceType,
+                      raw: aiohttp.web.BaseRequest) -> Callable[[store.Obj], store.Obj]:
+        """For ``kubectl get -w``: turn watch events into events of one-row Tables, if asked so."""
+        table_version = tables.requested_version(raw.headers.get('Accept'))
+        if table_version is None:
+            return lambda event: event
+        columns, include = self._columns(rtype, route.version), self._include_object(raw.query)
+
+        def convert(event: store.Obj) -> store.Obj:
+            if event.get('type') not in ('ADDED', 'MODIFIED', 'DELETED'):
+                return event
+            obj = event['object']
+            rv = {'resourceVersion': (obj.get('metadata') or {}).get('resourceVersion')}
+            return {**event, 'object': tables.table(columns, [obj], version=table_version,
+                                                    include_object=include, metadata=rv)}
+        return convert
+
     # --- Watching ------------------------------------------------------------------------------
 
     async def _watch(self, raw: aiohttp.web.BaseRequest, route: Route,
-                     rtype: ResourceType) -> aiohttp.web.StreamResponse:
-        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+                     rtype: store.ResourceType) -> aiohttp.web.StreamResponse:
+        queue: asyncio.Queue[store.WatchEvent | None] = asyncio.Queue()
         self.store.listeners.add(queue.put_nowait)  # subscribe first: nothing slips in between
         try:
-            initial = self._initial_events(raw.query, route, rtype)
+            convert = self._table_events(route, rtype, raw)
+            initial = [convert(event) for event in self._initial_events(raw.query, route, rtype)]
             response = aiohttp.web.StreamResponse(headers={'Content-Type': _JSON})
             await response.prepare(raw)
             timeout = float(raw.query['timeoutSeconds']) if raw.query.get('timeoutSeconds') else None
             with contextlib.suppress(TimeoutError, ConnectionError):
                 async with asyncio.timeout(timeout):
                     await self._stream(response, initial, queue, self._matcher(route, rtype, raw.query),
-                                       lambda event: self._event(event.type, rtype, route, event.obj))
+                                       lambda event: convert(self._event(event.type, rtype, route, event.obj)))
             with contextlib.suppress(ConnectionError):
                 await response.write_eof()
             return response
         finally:
             self.store.listeners.discard(queue.put_nowait)
 
-    def _initial_events(self, query: Any, route: Route, rtype: ResourceType) -> list[Obj]:
+    def _initial_events(self, query: Any, route: Route, rtype: store.ResourceType) -> list[store.Obj]:
         """What to send before live events: the current state, or the history since an RV."""
         since = query.get('resourceVersion')
         if not since or since == '0' or query.get('sendInitialEvents') == 'true':
@@ -228,18 +282,18 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                 events.append(self._bookmark(rtype, route, initial_end=True))
             return events
         if not since.isdigit():
-            raise ApiError(400, 'BadRequest', f'invalid resourceVersion: {since!r}')
+            raise store.ApiError(400, 'BadRequest', f'invalid resourceVersion: {since!r}')
         history = self.store.history
         if history.maxlen and len(history) == history.maxlen and history[0].rv > int(since) + 1:
-            gone = ApiError(410, 'Expired', f'too old resource version: {since} ({history[0].rv - 1})')
+            gone = store.ApiError(410, 'Expired', f'too old resource version: {since} ({history[0].rv - 1})')
             return [{'type': 'ERROR', 'object': gone.status()}]
         matches = self._matcher(route, rtype, query)
         return [self._event(e.type, rtype, route, e.obj) for e in history
                 if e.rv > int(since) and matches(e)]
 
-    async def _stream(self, response: aiohttp.web.StreamResponse, initial: list[Obj],
-                      queue: asyncio.Queue[WatchEvent | None], matches: Callable[[WatchEvent], bool],
-                      render: Callable[[WatchEvent], Obj]) -> None:
+    async def _stream(self, response: aiohttp.web.StreamResponse, initial: list[store.Obj],
+                      queue: asyncio.Queue[store.WatchEvent | None], matches: Callable[[store.WatchEvent], bool],
+                      render: Callable[[store.WatchEvent], store.Obj]) -> None:
         last_rv = self.store.rv  # everything up to here is covered by the initial events
         for event in initial:
             await response.write(json.dumps(event).encode() + b'\n')
@@ -249,11 +303,11 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             if change.rv > last_rv and matches(change):
                 await response.write(json.dumps(render(change)).encode() + b'\n')
 
-    def _matcher(self, route: Route, rtype: ResourceType, query: Any) -> Callable[[WatchEvent], bool]:
+    def _matcher(self, route: Route, rtype: store.ResourceType, query: Any) -> Callable[[store.WatchEvent], bool]:
         labels = objectops.label_matcher(query.get('labelSelector'))
         fields = objectops.field_matcher(self._field_selector(route, query))
 
-        def matches(event: WatchEvent) -> bool:
+        def matches(event: store.WatchEvent) -> bool:
             if event.type_key != rtype.key or (route.namespace and event.namespace != route.namespace):
                 return False
             return labels(event.obj.get('metadata', {}).get('labels') or {}) and fields(event.obj)
@@ -267,10 +321,10 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             selectors.append(f'metadata.name={route.name}')
         return ','.join(selector for selector in selectors if selector)
 
-    def _event(self, event_type: str, rtype: ResourceType, route: Route, obj: Obj) -> Obj:
+    def _event(self, event_type: str, rtype: store.ResourceType, route: Route, obj: store.Obj) -> store.Obj:
         return {'type': event_type, 'object': self.store.render(rtype, route.version, obj)}
 
-    def _bookmark(self, rtype: ResourceType, route: Route, *, initial_end: bool) -> Obj:
+    def _bookmark(self, rtype: store.ResourceType, route: Route, *, initial_end: bool) -> store.Obj:
         annotations = {'k8s.io/initial-events-end': 'true'} if initial_end else {}
         return {'type': 'BOOKMARK', 'object': {
             'apiVersion': rtype.api_version(route.version), 'kind': rtype.kind,
@@ -278,7 +332,7 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
 
     # --- Discovery -----------------------------------------------------------------------------
 
-    async def _discovery(self, path: str) -> Obj:
+    async def _discovery(self, path: str) -> store.Obj:
         parts = [part for part in path.split('/') if part]
         if parts == ['version']:
             data = await self._serve_server_version(kmock.Request())  # kmock's own payload
@@ -298,11 +352,17 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             listing = self._resource_list(parts[1], parts[2])
             if listing['resources']:
                 return listing
+        if parts == ['openapi', 'v3']:
+            return openapi.index(self.store.types.values())
+        if parts[:3] == ['openapi', 'v3', 'api'] and len(parts) == 4:
+            return openapi.document(self.store.types.values(), '', parts[3])
+        if parts[:3] == ['openapi', 'v3', 'apis'] and len(parts) == 5:
+            return openapi.document(self.store.types.values(), parts[3], parts[4])
         if parts == []:
-            return {'paths': ['/api', '/api/v1', '/apis', '/version']}
-        raise ApiError(404, 'NotFound', 'the server could not find the requested resource')
+            return {'paths': ['/api', '/api/v1', '/apis', '/openapi/v3', '/version']}
+        raise store.ApiError(404, 'NotFound', 'the server could not find the requested resource')
 
-    def _groups(self) -> list[Obj]:
+    def _groups(self) -> list[store.Obj]:
         versions: dict[str, list[str]] = {}
         for rtype in self.store.types.values():
             if rtype.group:
@@ -314,8 +374,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             'preferredVersion': {'groupVersion': f'{group}/{group_versions[0]}', 'version': group_versions[0]},
         } for group, group_versions in sorted(versions.items())]
 
-    def _resource_list(self, group: str, version: str) -> Obj:
-        resources: list[Obj] = []
+    def _resource_list(self, group: str, version: str) -> store.Obj:
+        resources: list[store.Obj] = []
         for rtype in self.store.types.values():
             if rtype.group == group and version in rtype.versions:
                 resources.append(self._resource_entry(rtype, rtype.plural, _RW_VERBS))
@@ -327,7 +387,7 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                 'resources': resources}
 
     @staticmethod
-    def _resource_entry(rtype: ResourceType, name: str, verbs: Iterable[str]) -> Obj:
+    def _resource_entry(rtype: store.ResourceType, name: str, verbs: Iterable[str]) -> store.Obj:
         is_main = '/' not in name
         return {
             'name': name, 'kind': rtype.kind, 'namespaced': rtype.namespaced, 'verbs': list(verbs),
@@ -405,32 +465,32 @@ class ApiServer:
 
     # --- Direct access (thread-safe: executed in the server's loop) ----------------------------
 
-    def call(self, fn: Callable[[Store], T]) -> T:
-        """Run ``fn(store)`` inside the server's thread, where the store lives."""
+    def call(self, fn: Callable[[store.Store], T]) -> T:
+        """Run ``fn(db)`` inside the server's thread, where the store ``db`` lives."""
         if self._loop is None or self._emulator is None:
             raise RuntimeError('The API server is not started.')
-        store = self._emulator.store
+        db = self._emulator.store
 
         async def run() -> T:
-            return fn(store)
+            return fn(db)
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
 
     @property
     def request_count(self) -> int:
         return self._emulator.request_count if self._emulator is not None else 0
 
-    def objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[Obj]:
-        def read(store: Store) -> list[Obj]:
-            rtype = store.find_type(group, version, plural)
-            return [store.render(rtype, version, obj) for obj in store.select(rtype, namespace)]
+    def objects(self, group: str, version: str, plural: str, namespace: str | None = None) -> list[store.Obj]:
+        def read(db: store.Store) -> list[store.Obj]:
+            rtype = db.find_type(group, version, plural)
+            return [db.render(rtype, version, obj) for obj in db.select(rtype, namespace)]
         return self.call(read)
 
-    def get(self, group: str, version: str, plural: str, namespace: str | None, name: str) -> Obj | None:
-        def read(store: Store) -> Obj | None:
-            rtype = store.find_type(group, version, plural)
+    def get(self, group: str, version: str, plural: str, namespace: str | None, name: str) -> store.Obj | None:
+        def read(db: store.Store) -> store.Obj | None:
+            rtype = db.find_type(group, version, plural)
             try:
-                return store.render(rtype, version, store.get(rtype, namespace, name))
-            except ApiError:
+                return db.render(rtype, version, db.get(rtype, namespace, name))
+            except store.ApiError:
                 return None
         return self.call(read)
 
@@ -450,15 +510,15 @@ class ApiServer:
         path.write_text(yaml.safe_dump(config), encoding='utf-8')
         return path
 
-    def apply_yaml(self, source: pathlib.Path | str, *, namespace: str = 'default') -> list[Obj]:
+    def apply_yaml(self, source: pathlib.Path | str, *, namespace: str = 'default') -> list[store.Obj]:
         """Create-or-replace every document of a YAML file (or text) via the HTTP API."""
         text = source.read_text(encoding='utf-8') if isinstance(source, pathlib.Path) else source
         return [self.apply(doc, namespace=namespace) for doc in yaml.safe_load_all(text) if doc]
 
-    def apply(self, body: Obj, *, namespace: str = 'default') -> Obj:
+    def apply(self, body: store.Obj, *, namespace: str = 'default') -> store.Obj:
         """Create the object, or replace it (keeping its status) if it already exists."""
-        def locate(store: Store) -> tuple[ResourceType, str]:
-            return store.type_for_kind(str(body.get('apiVersion')), str(body.get('kind')))
+        def locate(db: store.Store) -> tuple[store.ResourceType, str]:
+            return db.type_for_kind(str(body.get('apiVersion')), str(body.get('kind')))
         rtype, version = self.call(locate)
         prefix = f'/apis/{rtype.group}/{version}' if rtype.group else f'/api/{version}'
         ns = (body.get('metadata') or {}).get('namespace') or namespace
@@ -475,14 +535,14 @@ class ApiServer:
         return self.http('PUT', url, fresh)
 
     def http(self, method: str, path: str, body: Any = None,
-             content_type: str = _JSON) -> Obj:
+             content_type: str = _JSON) -> store.Obj:
         """A tiny synchronous client; raises :class:`HttpError` with the Status on failures."""
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={'Content-Type': content_type, 'Accept': _JSON})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                result: Obj = json.loads(response.read())
+                result: store.Obj = json.loads(response.read())
                 return result
         except urllib.error.HTTPError as e:
             status = json.loads(e.read() or b'{}')
@@ -492,7 +552,7 @@ class ApiServer:
 class HttpError(Exception):
     """A non-2xx answer of the emulated server, with its ``kind: Status`` body."""
 
-    def __init__(self, code: int, status: Obj) -> None:
+    def __init__(self, code: int, status: store.Obj) -> None:
         super().__init__(f'HTTP {code}: {status.get("message")}')
         self.code = code
         self.status = status

@@ -8,7 +8,7 @@ JSON as-is, so this module re-creates the subset of that behaviour which
 the project's CRDs use, with error texts formatted like the real server's
 ``field.Error`` strings (e.g. ``spec.x: Unsupported value: "z": ...``).
 
-Only stdlib here: the module is to be moved into the package later.
+Only stdlib here.
 """
 
 from __future__ import annotations
@@ -96,6 +96,37 @@ def prune_root(obj: dict[str, Any], schema: Schema | None) -> dict[str, Any]:
     preserved = {key: obj[key] for key in ('apiVersion', 'kind', 'metadata') if key in obj}
     pruned = default_and_prune({k: v for k, v in obj.items() if k not in preserved}, schema)
     return {**preserved, **pruned}
+
+
+def unknown_fields(obj: Mapping[str, Any], schema: Schema | None) -> list[str]:
+    """The dotted paths of the fields that pruning would drop (``fieldValidation=Strict`` refuses them)."""
+    if schema is None:
+        return []
+    body = {key: val for key, val in obj.items() if key not in ('apiVersion', 'kind', 'metadata')}
+    return _unknown(body, schema, '')
+
+
+def _unknown(value: Any, schema: Schema | None, path: str) -> list[str]:
+    if schema is None:
+        return []
+    if isinstance(value, list):
+        items = schema.get('items')
+        return [found for index, item in enumerate(value) for found in _unknown(item, items, f'{path}[{index}]')]
+    if not isinstance(value, dict):
+        return []
+    props: Mapping[str, Any] = schema.get('properties') or {}
+    extra = schema.get('additionalProperties')
+    keep_unknown = (bool(schema.get('x-kubernetes-preserve-unknown-fields')) or bool(extra)
+                    or bool(schema.get('x-kubernetes-embedded-resource')))
+    found: list[str] = []
+    for key, sub in value.items():
+        if key in props:
+            found += _unknown(sub, props[key], _child(path, key))
+        elif isinstance(extra, Mapping):
+            found += _unknown(sub, extra, _child(path, key))
+        elif not keep_unknown:
+            found.append(_child(path, key))
+    return found
 
 
 def validate_root(obj: Mapping[str, Any], schema: Schema | None) -> list[FieldError]:

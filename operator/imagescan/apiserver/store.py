@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import objectops, schema
+from imagescan.apiserver import objectops, schema, tables
 
 Obj = dict[str, Any]
 ObjKey = tuple[str, str, str, str]  # group, plural, namespace ('' if cluster-scoped), name
@@ -67,6 +67,7 @@ class ResourceType:
     categories: list[str] = field(default_factory=list)
     status_subresource: bool = False
     schemas: dict[str, Any] = field(default_factory=dict)  # version -> openAPIV3Schema
+    printer_columns: dict[str, list[Obj]] = field(default_factory=dict)  # version -> additionalPrinterColumns
     custom: bool = False  # defined by a CRD (gets pruning/validation)
     singular: str = ''
 
@@ -186,7 +187,8 @@ class Store:
 
     # --- Writes --------------------------------------------------------------------------------
 
-    def create(self, rtype: ResourceType, version: str, namespace: str | None, body: Any) -> Obj:
+    def create(self, rtype: ResourceType, version: str, namespace: str | None, body: Any, *,
+               field_validation: str | None = None) -> Obj:
         obj = self._check_body(rtype, version, body)
         meta = _meta(obj)
         namespace = self._creation_namespace(rtype, namespace, meta)
@@ -202,20 +204,21 @@ class Store:
         if rtype.status_subresource and rtype.custom:
             obj.pop('status', None)  # the main endpoint ignores status, even on creation
         obj['metadata'] = meta
-        obj = self._admit(rtype, version, obj)
+        obj = self._admit(rtype, version, obj, field_validation)
         return self._write(rtype, obj, 'ADDED')
 
     def replace(self, rtype: ResourceType, version: str, namespace: str | None, name: str,
-                subresource: str | None, body: Any) -> Obj:
+                subresource: str | None, body: Any, *, field_validation: str | None = None) -> Obj:
         candidate = self._check_body(rtype, version, body)
         body_name = _meta(candidate).get('name')
         if body_name and body_name != name:
             raise ApiError(400, 'BadRequest',
                            f'the name of the object ({body_name}) does not match the name on the URL ({name})')
-        return self._update(rtype, version, namespace, name, subresource, candidate)
+        return self._update(rtype, version, namespace, name, subresource, candidate, field_validation)
 
     def patch(self, rtype: ResourceType, version: str, namespace: str | None, name: str,
-              subresource: str | None, content_type: str, patch: Any) -> Obj:
+              subresource: str | None, content_type: str, patch: Any, *,
+              field_validation: str | None = None) -> Obj:
         current = self.render(rtype, version, self.get(rtype, namespace, name))
         try:
             if content_type == 'application/json-patch+json':
@@ -232,7 +235,7 @@ class Store:
             raise ApiError(400, 'BadRequest', str(e)) from None
         if not isinstance(candidate, dict):
             raise ApiError(400, 'BadRequest', 'the patched object is not a JSON object')
-        return self._update(rtype, version, namespace, name, subresource, candidate)
+        return self._update(rtype, version, namespace, name, subresource, candidate, field_validation)
 
     def delete(self, rtype: ResourceType, namespace: str | None, name: str, options: Any) -> Obj:
         obj = self.get(rtype, namespace, name)
@@ -290,7 +293,7 @@ class Store:
                 return name
 
     def _update(self, rtype: ResourceType, version: str, namespace: str | None, name: str,
-                subresource: str | None, candidate: Obj) -> Obj:
+                subresource: str | None, candidate: Obj, field_validation: str | None = None) -> Obj:
         old = self.get(rtype, namespace, name)
         wanted_rv = _meta(candidate).get('resourceVersion')
         if wanted_rv and wanted_rv != _meta(old).get('resourceVersion'):
@@ -299,7 +302,7 @@ class Store:
                            'version and try again', details=rtype.details(name))
         new = self._split_status(rtype, old, candidate, subresource)
         new = self._keep_system_metadata(rtype, old, new)
-        new = self._admit(rtype, version, new)
+        new = self._admit(rtype, version, new, field_validation)
         if self._comparable(new) == self._comparable(old):
             return old  # a no-op write: no new resourceVersion, no watch event (as the real server)
         if self._spec(rtype, new) != self._spec(rtype, old):
@@ -357,9 +360,15 @@ class Store:
         return ApiError(422, 'Invalid', f'{kind} "{name}" is invalid: {listed}',
                         details={**rtype.details(name), 'kind': rtype.kind, 'causes': causes})
 
-    def _admit(self, rtype: ResourceType, version: str, obj: Obj) -> Obj:
+    def _admit(self, rtype: ResourceType, version: str, obj: Obj, field_validation: str | None = None) -> Obj:
         """Prune, default and validate: what admission + validation do in the real server."""
         errors = self._metadata_errors(rtype, _meta(obj))
+        if rtype.custom and field_validation == 'Strict':  # what kubectl sends (--validate=strict, its default)
+            unknown = schema.unknown_fields(obj, rtype.schemas.get(version))
+            if unknown:
+                raise ApiError(400, 'BadRequest', f'{rtype.kind} in version "{version}" cannot be handled as a '
+                               f'{rtype.kind}: strict decoding error: '
+                               + ', '.join(f'unknown field "{path}"' for path in unknown))
         if rtype.custom:
             obj = schema.prune_root(obj, rtype.schemas.get(version))
             errors += schema.validate_root(obj, rtype.schemas.get(version))
@@ -447,6 +456,7 @@ class Store:
             singular=names.get('singular') or names['kind'].lower(),
             status_subresource=any('status' in (v.get('subresources') or {}) for v in served),
             schemas={v['name']: (v.get('schema') or {}).get('openAPIV3Schema') for v in served},
+            printer_columns={v['name']: list(v.get('additionalPrinterColumns') or []) for v in served},
         )
         self.types[rtype.key] = rtype
         crd['status'] = {
@@ -483,4 +493,20 @@ def _crd_errors(crd: Obj) -> list[schema.FieldError]:
                                         f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group'))
     if not spec.get('versions'):
         errors.append(schema.FieldError('spec.versions', 'FieldValueRequired', 'Required value'))
+    return errors + _printer_column_errors(spec.get('versions'))
+
+
+def _printer_column_errors(versions: Any) -> list[schema.FieldError]:
+    # Checked on creation, as the real server does, so that `kubectl get` never meets a bad path.
+    errors: list[schema.FieldError] = []
+    for index, version in enumerate(versions if isinstance(versions, list) else []):
+        columns = version.get('additionalPrinterColumns') if isinstance(version, dict) else None
+        for column_index, column in enumerate(columns if isinstance(columns, list) else []):
+            path = str(column.get('jsonPath', '')) if isinstance(column, dict) else ''
+            try:
+                tables.compile_jsonpath(path)
+            except tables.JsonPathError as e:
+                errors.append(schema.FieldError(
+                    f'spec.versions[{index}].additionalPrinterColumns[{column_index}].jsonPath',
+                    'FieldValueInvalid', f'Invalid value: "{path}": {e}'))
     return errors

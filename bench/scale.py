@@ -1,0 +1,220 @@
+"""Scale benchmark: how fast N ImagePipelines converge, and what that costs in AWS calls and memory.
+
+    python bench/scale.py --pipelines 1000 --latency-ms 50
+
+The benchmark process hosts the embedded Kubernetes API server and the AWS emulator; the operator under test
+(`imagescan run`) and a bare kopf baseline (bench/bare_operator.py: same server, same objects, a handler that
+only patches status) each run as their own process, so their peak RSS is theirs alone. Reported:
+
+- seconds from the first create to all Ready, and p50 / p99 create→Ready;
+- AWS calls per pipeline for the initial reconcile, and per steady-state resync (from the emulator's counter);
+- peak RSS (VmHWM) of the operator process; status bytes per object;
+- our throughput as a ratio of the baseline's.
+
+Results go to stdout as a table and, with --json, to a file. Times are wall-clock: run on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from imagescan import GROUP, VERSION, apiserver, crdgen
+from imagescan.emulator import server as emulator_server
+from imagescan.models import resources
+
+HERE = pathlib.Path(__file__).resolve().parent
+PLURAL = "imagepipelines"
+NAMESPACE = "bench"
+WARMUP = "bench-warmup"
+ARN_PREFIX = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/"  # the emulator's default account
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    results: dict[str, Any] = {"pipelines": args.pipelines, "latency_ms": args.latency_ms, "workers": args.workers}
+    results["operator"] = measure(args, baseline=False)
+    if not args.no_baseline:
+        results["baseline"] = measure(args, baseline=True)
+        results["throughput_ratio"] = round(
+            results["operator"]["throughput_per_s"] / results["baseline"]["throughput_per_s"], 3)
+    print(report(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if results["operator"]["ready"] == args.pipelines else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipelines", type=int, default=100)
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="emulated AWS latency per call")
+    parser.add_argument("--workers", type=int, default=50, help="operator threads for AWS calls")
+    parser.add_argument("--findings", type=int, default=60, help="findings per image (all six severities)")
+    parser.add_argument("--resync", default="20s", help="resyncInterval of the objects, for the steady state")
+    parser.add_argument("--tick", type=float, default=10.0, help="the operator's --tick (its default: 10)")
+    parser.add_argument("--resyncs", type=int, default=2, help="steady-state resync periods to count calls over")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting for Ready after this")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare kopf baseline")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the results here")
+    return parser
+
+
+def measure(args: argparse.Namespace, *, baseline: bool) -> dict[str, Any]:
+    with environment(args) as (api, emu, kubeconfig):
+        with operator_process(args, api, emu, kubeconfig, baseline) as process:
+            created, ready = create_and_wait(args, api)
+            initial_calls = sum(emu.calls.values())  # the warm-up object's share is within noise
+            steady = {} if baseline else steady_state(args, emu)
+            rss = peak_rss_mib(process.pid)
+        statuses = [o.get("status", {}) for o in api.objects(GROUP, VERSION, PLURAL, NAMESPACE)]
+    latencies = sorted(ready[name] - created[name] for name in ready)
+    elapsed = max(ready.values()) - min(created.values()) if ready else float("inf")
+    sizes = [len(json.dumps(s)) for s in statuses]
+    return {
+        "ready": len(ready),
+        "seconds_to_all_ready": round(elapsed, 2),
+        "throughput_per_s": round(len(ready) / elapsed, 1) if ready else 0.0,
+        "p50_create_to_ready_s": round(_percentile(latencies, 50), 2),
+        "p99_create_to_ready_s": round(_percentile(latencies, 99), 2),
+        "aws_calls_per_pipeline_initial": round(initial_calls / args.pipelines, 2),
+        **steady,
+        "peak_rss_mib": rss,
+        "status_bytes_mean": round(statistics.mean(sizes)) if sizes else 0,
+        "status_bytes_max": max(sizes, default=0),
+    }
+
+
+@contextlib.contextmanager
+def environment(args: argparse.Namespace) -> Iterator[tuple[apiserver.ApiServer, emulator_server.Emulator, str]]:
+    """A fresh API server (CRD, namespace) and emulator (N pipelines with findings, Inspector on)."""
+    with apiserver.ApiServer() as api, emulator_server.Emulator(seed=11, pipelines=0) as emu, \
+            tempfile.TemporaryDirectory() as scratch:
+        emu.latency_s = args.latency_ms / 1000.0
+        for name in [WARMUP, *(f"bench-{index}" for index in range(args.pipelines))]:
+            emu.world.add_pipeline(name=name, container=name.endswith(("1", "3", "5", "7", "9")),
+                                   scanning_enabled=False, findings=args.findings)
+        api.apply(crdgen.crd(resources.IMAGE_PIPELINE))
+        api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        kubeconfig = str(api.write_kubeconfig(pathlib.Path(scratch) / "kubeconfig"))
+        yield api, emu, kubeconfig
+
+
+@contextlib.contextmanager
+def operator_process(args: argparse.Namespace, api: apiserver.ApiServer, emu: emulator_server.Emulator,
+                     kubeconfig: str, baseline: bool) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_REGION": emu.world.region}
+    if baseline:
+        command = [sys.executable, "-m", "kopf", "run", "--standalone", "-n", NAMESPACE, "--quiet",
+                   str(HERE / "bare_operator.py")]
+    else:
+        command = [sys.executable, "-m", "imagescan.cli", "run", "-n", NAMESPACE, "--aws-endpoint-url",
+                   emu.endpoint_url, "--workers", str(args.workers), "--tick", str(args.tick)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def create_and_wait(args: argparse.Namespace, api: apiserver.ApiServer) -> tuple[dict[str, float], dict[str, float]]:
+    """Create the objects (8 clients at once, like a GitOps sync) and note when each turns Ready.
+
+    A warm-up object goes first and must be Ready before the clock starts: the operator process needs a
+    moment to import and start watching, and that start-up is not what is measured.
+    """
+    created: dict[str, float] = {}
+
+    def create(name: str) -> None:
+        created[name] = time.monotonic()
+        api.apply({
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"pipelineArn": f"{ARN_PREFIX}{name}", "resyncInterval": args.resync,
+                     "findings": {"refreshInterval": "1h"}},
+        })
+
+    create(WARMUP)
+    deadline = time.monotonic() + args.timeout
+    while not _is_ready(api.get(GROUP, VERSION, PLURAL, NAMESPACE, WARMUP) or {}):
+        if time.monotonic() > deadline:
+            raise SystemExit("the operator never made the warm-up object Ready")
+        time.sleep(0.05)
+    del created[WARMUP]
+    ready: dict[str, float] = {}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        pending = [pool.submit(create, f"bench-{index}") for index in range(args.pipelines)]
+        deadline = time.monotonic() + args.timeout
+        while len(ready) < args.pipelines and time.monotonic() < deadline:
+            now = time.monotonic()
+            for obj in api.objects(GROUP, VERSION, PLURAL, NAMESPACE):
+                name = obj["metadata"]["name"]
+                if name != WARMUP and name not in ready and _is_ready(obj):
+                    ready[name] = now
+            time.sleep(0.05)
+        for future in pending:
+            future.result()
+    return created, ready
+
+
+def steady_state(args: argparse.Namespace, emu: emulator_server.Emulator) -> dict[str, Any]:
+    """AWS calls per pipeline per resync, counted over a few resync periods once everything is Ready."""
+    from imagescan.models import imagepipeline
+
+    period = imagepipeline.parse_duration(args.resync)
+    emu.reset_calls()
+    time.sleep(period * args.resyncs)
+    calls = dict(emu.calls)
+    per_resync = sum(calls.values()) / (args.pipelines * args.resyncs)
+    return {"aws_calls_per_pipeline_per_resync": round(per_resync, 2), "steady_state_calls_by_operation": calls}
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _is_ready(obj: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in obj.get("status", {}).get("conditions", []))
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(pct / 100 * len(values)) - 1))
+    return values[index]
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [f"{results['pipelines']} pipelines, {results['latency_ms']} ms AWS latency, "
+             f"{results['workers']} workers"]
+    for who in ("operator", "baseline"):
+        if who in results:
+            lines.append(f"  {who}:")
+            lines += [f"    {key}: {value}" for key, value in results[who].items()]
+    if "throughput_ratio" in results:
+        lines.append(f"  throughput vs bare kopf: {results['throughput_ratio']}x")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
