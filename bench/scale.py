@@ -2,9 +2,11 @@
 
     python bench/scale.py --pipelines 1000 --latency-ms 50
 
-The benchmark process hosts the embedded Kubernetes API server and the AWS emulator; the operator under test
-(`imagescan run`) and a bare kopf baseline (bench/bare_operator.py: same server, same objects, a handler that
-only patches status) each run as their own process, so their peak RSS is theirs alone. Reported:
+Four processes, so that nobody's CPU or memory is counted against anybody else: the benchmark itself with
+the embedded Kubernetes API server; the AWS emulator (`python -m imagescan.emulator`, driven through its
+/_emulator/ control endpoints); the operator under test (`imagescan run`); and, for the baseline, a bare kopf
+operator (bench/bare_operator.py: same server, same objects, a handler that only patches status).
+Reported:
 
 - seconds from the first create to all Ready, and p50 / p99 create→Ready;
 - AWS calls per pipeline for the initial reconcile, and per steady-state resync (from the emulator's counter);
@@ -27,11 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 from imagescan import GROUP, VERSION, apiserver, crdgen
-from imagescan.emulator import server as emulator_server
 from imagescan.models import resources
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -67,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting for Ready after this")
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare kopf baseline")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results here")
+    parser.add_argument("--operator-log", type=pathlib.Path, help="append the operators' output here")
     return parser
 
 
@@ -77,6 +80,7 @@ def measure(args: argparse.Namespace, *, baseline: bool) -> dict[str, Any]:
             initial_calls = sum(emu.calls.values())  # the warm-up object's share is within noise
             steady = {} if baseline else steady_state(args, emu)
             rss = peak_rss_mib(process.pid)
+            cpu = cpu_seconds(process.pid)
         statuses = [o.get("status", {}) for o in api.objects(GROUP, VERSION, PLURAL, NAMESPACE)]
     latencies = sorted(ready[name] - created[name] for name in ready)
     elapsed = max(ready.values()) - min(created.values()) if ready else float("inf")
@@ -90,38 +94,81 @@ def measure(args: argparse.Namespace, *, baseline: bool) -> dict[str, Any]:
         "aws_calls_per_pipeline_initial": round(initial_calls / args.pipelines, 2),
         **steady,
         "peak_rss_mib": rss,
+        "cpu_ms_per_pipeline": round(1000 * cpu / (args.pipelines + 1), 1),
         "status_bytes_mean": round(statistics.mean(sizes)) if sizes else 0,
         "status_bytes_max": max(sizes, default=0),
     }
 
 
+class RemoteEmulator:
+    """The AWS emulator in its own process, driven through its /_emulator/ control endpoints."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "imagescan.emulator", "--port", "0", "--pipelines", "0", "--seed", "11"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline()
+        if not first.startswith("endpoint_url:"):
+            raise SystemExit(f"the emulator did not start: {first!r}")
+        self.endpoint_url = first.split()[1]
+        self.region = "us-east-1"
+
+    def control(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(payload or {}).encode() if method == "POST" else None
+        request = urllib.request.Request(f"{self.endpoint_url}/_emulator/{path}", data=data, method=method)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+
+    @property
+    def calls(self) -> dict[str, int]:
+        return dict(self.control("GET", "calls"))
+
+    def reset_calls(self) -> None:
+        self.control("POST", "calls/reset")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
 @contextlib.contextmanager
-def environment(args: argparse.Namespace) -> Iterator[tuple[apiserver.ApiServer, emulator_server.Emulator, str]]:
+def environment(args: argparse.Namespace) -> Iterator[tuple[apiserver.ApiServer, RemoteEmulator, str]]:
     """A fresh API server (CRD, namespace) and emulator (N pipelines with findings, Inspector on)."""
-    with apiserver.ApiServer() as api, emulator_server.Emulator(seed=11, pipelines=0) as emu, \
-            tempfile.TemporaryDirectory() as scratch:
-        emu.latency_s = args.latency_ms / 1000.0
-        for name in [WARMUP, *(f"bench-{index}" for index in range(args.pipelines))]:
-            emu.world.add_pipeline(name=name, container=name.endswith(("1", "3", "5", "7", "9")),
-                                   scanning_enabled=False, findings=args.findings)
-        api.apply(crdgen.crd(resources.IMAGE_PIPELINE))
-        api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        kubeconfig = str(api.write_kubeconfig(pathlib.Path(scratch) / "kubeconfig"))
-        yield api, emu, kubeconfig
+    emu = RemoteEmulator()
+    try:
+        with apiserver.ApiServer() as api, tempfile.TemporaryDirectory() as scratch:
+            yield _prepare(args, api, emu, scratch)
+    finally:
+        emu.stop()
+
+
+def _prepare(args: argparse.Namespace, api: apiserver.ApiServer, emu: RemoteEmulator,
+             scratch: str) -> tuple[apiserver.ApiServer, RemoteEmulator, str]:
+    emu.control("POST", "latency", {"ms": args.latency_ms})
+    names = [WARMUP, *(f"bench-{index}" for index in range(args.pipelines))]
+    emu.control("POST", "pipelines", {"names": names, "container": [i % 2 == 1 for i in range(len(names))],
+                                      "findings": args.findings})
+    api.apply(crdgen.crd(resources.IMAGE_PIPELINE))
+    api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    kubeconfig = str(api.write_kubeconfig(pathlib.Path(scratch) / "kubeconfig"))
+    return api, emu, kubeconfig
 
 
 @contextlib.contextmanager
-def operator_process(args: argparse.Namespace, api: apiserver.ApiServer, emu: emulator_server.Emulator,
+def operator_process(args: argparse.Namespace, api: apiserver.ApiServer, emu: RemoteEmulator,
                      kubeconfig: str, baseline: bool) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "KUBECONFIG": kubeconfig, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-           "AWS_REGION": emu.world.region}
+           "AWS_REGION": emu.region}
     if baseline:
         command = [sys.executable, "-m", "kopf", "run", "--standalone", "-n", NAMESPACE, "--quiet",
                    str(HERE / "bare_operator.py")]
     else:
         command = [sys.executable, "-m", "imagescan.cli", "run", "-n", NAMESPACE, "--aws-endpoint-url",
                    emu.endpoint_url, "--workers", str(args.workers), "--tick", str(args.tick)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(args.operator_log, "ab") if args.operator_log else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     try:
         yield process
     finally:
@@ -162,26 +209,37 @@ def create_and_wait(args: argparse.Namespace, api: apiserver.ApiServer) -> tuple
         deadline = time.monotonic() + args.timeout
         while len(ready) < args.pipelines and time.monotonic() < deadline:
             now = time.monotonic()
-            for obj in api.objects(GROUP, VERSION, PLURAL, NAMESPACE):
-                name = obj["metadata"]["name"]
-                if name != WARMUP and name not in ready and _is_ready(obj):
-                    ready[name] = now
+            for name in ready_names(api) - ready.keys() - {WARMUP}:
+                ready[name] = now
             time.sleep(0.05)
         for future in pending:
             future.result()
     return created, ready
 
 
-def steady_state(args: argparse.Namespace, emu: emulator_server.Emulator) -> dict[str, Any]:
+def ready_names(api: apiserver.ApiServer) -> set[str]:
+    """Names of Ready objects, read in the server's own thread without copying every object."""
+    def read(db: Any) -> set[str]:
+        rtype = db.find_type(GROUP, VERSION, PLURAL)
+        return {obj["metadata"]["name"] for obj in db.select(rtype, NAMESPACE) if _is_ready(obj)}
+    return set(api.call(read))
+
+
+def steady_state(args: argparse.Namespace, emu: RemoteEmulator) -> dict[str, Any]:
     """AWS calls per pipeline per resync, counted over a few resync periods once everything is Ready."""
     from imagescan.models import imagepipeline
 
     period = imagepipeline.parse_duration(args.resync)
     emu.reset_calls()
     time.sleep(period * args.resyncs)
-    calls = dict(emu.calls)
-    per_resync = sum(calls.values()) / (args.pipelines * args.resyncs)
-    return {"aws_calls_per_pipeline_per_resync": round(per_resync, 2), "steady_state_calls_by_operation": calls}
+    calls = emu.calls
+    # Every resync reads the pipeline exactly once, so the reads count the resyncs that happened.
+    resyncs = calls.get("GetImagePipeline", 0)
+    return {
+        "aws_calls_per_pipeline_per_resync": round(sum(calls.values()) / resyncs, 2) if resyncs else 0.0,
+        "resyncs_observed_per_pipeline": round(resyncs / (args.pipelines + 1), 2),
+        "steady_state_calls_by_operation": calls,
+    }
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -190,6 +248,13 @@ def peak_rss_mib(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far (the operator's own work, whatever else runs)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _is_ready(obj: dict[str, Any]) -> bool:

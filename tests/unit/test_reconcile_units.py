@@ -128,6 +128,7 @@ def test_top_orders_by_severity_then_score() -> None:
 def test_schedule_backs_off_with_jitter_and_caps() -> None:
     clock = [0.0]
     plan = schedule.Schedule(clock=lambda: clock[0], rng=random.Random(1))
+    assert not plan.due("u").sync  # never reconciled: the create/resume handler goes first
     delays = [plan.failed("u", terminal=False, resync=600) for _ in range(12)]
     assert all(0 < d <= 300 for d in delays)
     assert delays[-1] > delays[0]  # grows

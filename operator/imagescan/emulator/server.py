@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore import model as bmodel
 
-from imagescan.emulator import errors, imagebuilder, inspector, protocol, validation, world
+from imagescan.emulator import control, errors, imagebuilder, inspector, protocol, validation, world
 
 log = logging.getLogger(__name__)
 _HANDLERS = {protocol.IMAGEBUILDER: imagebuilder.OPERATIONS, protocol.INSPECTOR2: inspector.OPERATIONS}
@@ -154,6 +154,8 @@ class Emulator:
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Answer one HTTP request (``headers`` keys lower-case); transport-free so it is easy to test."""
         path, _, query = target.partition("?")
+        if path.startswith(control.PREFIX):
+            return control.handle(self, method, path, body)
         routed = _route(method, path, headers.get("authorization"))
         if routed is None:
             return _error_response(404, "UnknownOperationException", f"No operation for {method} {path}")

@@ -42,7 +42,10 @@ async def reconcile_now(
 
 async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     shared: runtime_.Runtime = memo.runtime
-    due = shared.schedule.due(body.meta.uid or "")
+    uid = body.meta.uid or ""
+    if shared.lock(uid).locked():
+        return  # a reconcile is running; it reschedules the object when it ends
+    due = shared.schedule.due(uid)
     if due.sync:
         await _reconcile(body, patch, memo, logger, refresh_findings=due.findings)
 
@@ -86,11 +89,11 @@ async def _reconcile(
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
     async with shared.lock(uid):
-        previous = shared.written.get(uid) or _previous_status(body)
+        previous = shared.last_written(uid) or _previous_status(body)
         try:
             spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
         except pydantic.ValidationError as exc:
-            shared.written[uid] = _write_invalid_spec(body, patch, previous, exc)
+            shared.remember(uid, _write_invalid_spec(body, patch, previous, exc))
             shared.schedule.failed(uid, terminal=True, resync=600)
             return
         request = _request(body, spec, previous, refresh_findings)
@@ -98,7 +101,7 @@ async def _reconcile(
         status = outcome.status.model_copy(
             update={"last_handled_reconcile_at": body.meta.annotations.get(RECONCILE_ANNOTATION)},
         )
-        shared.written[uid] = _write_status(patch, body, pipeline.fit(status))
+        shared.remember(uid, _write_status(patch, body, pipeline.fit(status)))
         _post_events(body, previous, outcome, logger)
         if outcome.error is None:
             shared.schedule.succeeded(

@@ -5,7 +5,8 @@ derived: untriaged and informational findings are few, so they are listed accoun
 (with the severity filter) in a cache every pipeline of the account shares, and low is what is left.
 The top-N list needs only the highest severities; those findings are read either from the image (stopping
 as soon as every finding of the needed severities has been seen) or from the shared account-wide severity
-lists, whichever costs fewer pages.
+lists, whichever costs fewer pages — a shared list's pages counted once for all the pipelines that use it,
+which at scale also saves parsing the same findings hundreds of times.
 """
 
 from __future__ import annotations
@@ -112,14 +113,21 @@ def count_of(counts: m.SeverityCounts, severity: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Bucket:
-    """Every finding of one severity in one account and region, as of ``fetched_at``."""
+    """The findings of one severity in one account and region, as of ``fetched_at``: counts per image and
+    per pipeline and, for the severities a top list reads from shared lists, each image's worst findings
+    (at most 50, as compact JSON with their sort key), so memory stays bounded however many findings the
+    account has. The small buckets only ever serve counts and keep no findings."""
 
     fetched_at: float
-    by_image: dict[str, list[m.Finding]]
+    per_image: dict[str, int]
     per_pipeline: dict[str, int]
+    worst: dict[str, list[tuple[tuple[int, float, str], bytes]]] | None
 
     def image_count(self, image_arn: str) -> int:
-        return len(self.by_image.get(image_arn, ()))
+        return self.per_image.get(image_arn, 0)
+
+    def worst_of(self, image_arn: str) -> list[tuple[tuple[int, float, str], bytes]]:
+        return (self.worst or {}).get(image_arn, [])
 
 
 class AccountBuckets:
@@ -135,6 +143,14 @@ class AccountBuckets:
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._account_counts: dict[str, tuple[float, dict[str, int]]] = {}
+        self._pipelines: dict[str, set[str]] = {}
+
+    def note_pipeline(self, region: str, pipeline_arn: str) -> int:
+        """Remember a pipeline that reads from this region's lists; returns how many do."""
+        with self._lock:
+            sharing = self._pipelines.setdefault(region, set())
+            sharing.add(pipeline_arn)
+            return len(sharing)
 
     def cached(self, region: str, severity: str, max_age: float) -> Bucket | None:
         bucket = self._buckets.get((region, severity))
@@ -163,13 +179,26 @@ class AccountBuckets:
             return self._key_locks.setdefault(key, threading.Lock())
 
     def _fetch(self, client: Any, severity: str) -> Bucket:
-        by_image: dict[str, list[m.Finding]] = {}
+        per_image: dict[str, int] = {}
         per_pipeline: dict[str, int] = {}
+        keep = severity not in _SMALL_BUCKETS
+        worst: dict[str, list[tuple[tuple[int, float, str], bytes]]] = {}
         for raw in aws_findings.iter_findings(client, "severity", severity):
-            by_image.setdefault(str(raw.get("imageBuildVersionArn")), []).append(summarize(raw))
+            image = str(raw.get("imageBuildVersionArn"))
             pipeline = str(raw.get("imagePipelineArn"))
+            per_image[image] = per_image.get(image, 0) + 1
             per_pipeline[pipeline] = per_pipeline.get(pipeline, 0) + 1
-        return Bucket(fetched_at=self._clock(), by_image=by_image, per_pipeline=per_pipeline)
+            if keep:
+                finding = summarize(raw)
+                kept = worst.setdefault(image, [])
+                kept.append((worst_first(finding), finding.model_dump_json(by_alias=True).encode()))
+                if len(kept) >= 2 * m.MAX_TOP_FINDINGS:
+                    worst[image] = heapq.nsmallest(m.MAX_TOP_FINDINGS, kept)
+        return Bucket(
+            fetched_at=self._clock(), per_image=per_image, per_pipeline=per_pipeline,
+            worst={image: heapq.nsmallest(m.MAX_TOP_FINDINGS, kept) for image, kept in worst.items()}
+            if keep else None,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,15 +252,15 @@ def refresh_top(scope: Scope, counts: m.SeverityCounts, buckets: AccountBuckets)
         return []
     needed = needed_severities(counts, scope.top_n)
     per_page = aws_findings.page_size(scope.client)
-    if _bucket_pages(scope, needed, buckets, per_page) < math.ceil(counts.total / per_page):
+    sharing = buckets.note_pipeline(scope.region, scope.pipeline_arn)
+    if _bucket_pages(scope, needed, buckets, per_page) / sharing < math.ceil(counts.total / per_page):
         image_arn = scope.image_arn
-        pool = (
-            finding
+        pool = [
+            entry
             for severity in needed
-            for finding in buckets.bucket(scope.client, scope.region, severity, scope.max_age)
-            .by_image.get(image_arn, [])
-        )
-        return top(pool, scope.top_n)
+            for entry in buckets.bucket(scope.client, scope.region, severity, scope.max_age).worst_of(image_arn)
+        ]
+        return [m.Finding.model_validate_json(data) for _, data in heapq.nsmallest(scope.top_n, pool)]
     return top(_image_findings(scope, counts, needed), scope.top_n)
 
 
@@ -241,10 +270,10 @@ def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets, per_
     pages = 0.0
     account: dict[str, int] | None = None
     for severity in needed:
+        if severity not in _AGGREGATED:
+            return math.inf  # small buckets keep no findings; LOW's account-wide size is unknown
         if buckets.cached(scope.region, severity, scope.max_age) is not None:
             continue
-        if severity not in _AGGREGATED:
-            return math.inf  # account-wide size unknown without listing it
         if account is None:
             account = buckets.account_counts(scope.client, scope.region, scope.max_age)
         pages += math.ceil(account[severity.lower()] / per_page)

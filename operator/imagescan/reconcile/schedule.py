@@ -44,9 +44,11 @@ class Schedule:
         self.backoff_cap = backoff_cap
 
     def due(self, uid: str) -> Due:
+        """What is due for an object. One the schedule has never seen is not due: its create or resume
+        handler reconciles it first, and a timer that also did would only queue duplicate work."""
         entry = self._entries.get(uid)
         if entry is None:
-            return Due(sync=True, findings=True)
+            return Due(sync=False, findings=False)
         now = self._clock()
         return Due(sync=now >= entry.next_sync or now >= entry.next_findings, findings=now >= entry.next_findings)
 

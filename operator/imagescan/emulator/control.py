@@ -1,0 +1,66 @@
+"""The emulator's own control endpoints, for tests and benchmarks that run it in another process.
+
+AWS paths never start with ``/_emulator/``, so these cannot shadow an operation (LocalStack keeps its
+controls under ``/_localstack/`` the same way). Everything here is also reachable in-process through
+``server.Emulator``; this only makes it reachable over HTTP.
+
+- ``GET  /_emulator/calls``                  → ``{"GetImagePipeline": 12, ...}``
+- ``POST /_emulator/calls/reset``
+- ``POST /_emulator/latency``  ``{"ms": 50}``
+- ``POST /_emulator/pipelines`` ``{"names": [...], "container": [bools] | bool, "scanningEnabled": bool,
+  "findings": int | {"CRITICAL": n, ...}}`` → ``{"arns": [...]}``
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imagescan.emulator import server
+
+PREFIX = "/_emulator/"
+Response = tuple[int, dict[str, str], bytes]
+
+
+def handle(emulator: server.Emulator, method: str, path: str, body: bytes) -> Response:
+    routes: dict[tuple[str, str], Callable[[server.Emulator, Any], Any]] = {
+        ("GET", "calls"): lambda emu, _: dict(emu.calls),
+        ("POST", "calls/reset"): _reset_calls,
+        ("POST", "latency"): _set_latency,
+        ("POST", "pipelines"): _add_pipelines,
+    }
+    action = routes.get((method, path.removeprefix(PREFIX)))
+    if action is None:
+        return _json(404, {"message": f"no emulator control {method} {path}"})
+    try:
+        payload = json.loads(body or b"{}")
+        return _json(200, action(emulator, payload) or {})
+    except (ValueError, KeyError, TypeError) as exc:
+        return _json(400, {"message": f"bad control request: {exc}"})
+
+
+def _reset_calls(emulator: server.Emulator, _: Any) -> None:
+    emulator.reset_calls()
+
+
+def _set_latency(emulator: server.Emulator, payload: dict[str, Any]) -> None:
+    emulator.latency_s = float(payload["ms"]) / 1000.0
+
+
+def _add_pipelines(emulator: server.Emulator, payload: dict[str, Any]) -> dict[str, list[str]]:
+    names = list(payload["names"])
+    container = payload.get("container", False)
+    kinds = container if isinstance(container, list) else [bool(container)] * len(names)
+    scanning = bool(payload.get("scanningEnabled"))
+    findings = payload.get("findings", 20)
+    arns = [
+        emulator.world.add_pipeline(name=name, container=bool(kind), scanning_enabled=scanning, findings=findings)
+        for name, kind in zip(names, kinds, strict=True)
+    ]
+    return {"arns": arns}
+
+
+def _json(status: int, payload: Any) -> Response:
+    return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
