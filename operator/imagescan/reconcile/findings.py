@@ -114,14 +114,15 @@ def count_of(counts: m.SeverityCounts, severity: str) -> int:
 @dataclasses.dataclass(frozen=True)
 class Bucket:
     """The findings of one severity in one account and region, as of ``fetched_at``: counts per image and
-    per pipeline and, for the severities a top list reads from shared lists, each image's worst findings
-    (at most 50, as compact JSON with their sort key), so memory stays bounded however many findings the
-    account has. The small buckets only ever serve counts and keep no findings."""
+    per pipeline and, for the severities a top list reads from shared lists, each image's ``kept`` worst
+    findings (as many as the longest top list asked for, as compact JSON with their sort key), so memory
+    stays bounded however many findings the account has. The small buckets only serve counts."""
 
     fetched_at: float
     per_image: dict[str, int]
     per_pipeline: dict[str, int]
     worst: dict[str, list[tuple[tuple[int, float, str], bytes]]] | None
+    kept: int = 0
 
     def image_count(self, image_arn: str) -> int:
         return self.per_image.get(image_arn, 0)
@@ -152,17 +153,18 @@ class AccountBuckets:
             sharing.add(pipeline_arn)
             return len(sharing)
 
-    def cached(self, region: str, severity: str, max_age: float) -> Bucket | None:
+    def cached(self, region: str, severity: str, max_age: float, keep: int = 0) -> Bucket | None:
+        """The bucket if it is fresh enough and kept at least ``keep`` findings per image."""
         bucket = self._buckets.get((region, severity))
-        if bucket is not None and self._clock() - bucket.fetched_at <= max_age:
+        if bucket is not None and self._clock() - bucket.fetched_at <= max_age and bucket.kept >= keep:
             return bucket
         return None
 
-    def bucket(self, client: Any, region: str, severity: str, max_age: float) -> Bucket:
+    def bucket(self, client: Any, region: str, severity: str, max_age: float, keep: int = 0) -> Bucket:
         with self._key_lock((region, severity)):
-            bucket = self.cached(region, severity, max_age)
+            bucket = self.cached(region, severity, max_age, keep)
             if bucket is None:
-                bucket = self._fetch(client, severity)
+                bucket = self._fetch(client, severity, keep)
                 self._buckets[(region, severity)] = bucket
             return bucket
 
@@ -178,10 +180,11 @@ class AccountBuckets:
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())
 
-    def _fetch(self, client: Any, severity: str) -> Bucket:
+    def _fetch(self, client: Any, severity: str, keep: int) -> Bucket:
         per_image: dict[str, int] = {}
         per_pipeline: dict[str, int] = {}
-        keep = severity not in _SMALL_BUCKETS
+        if severity in _SMALL_BUCKETS:
+            keep = 0
         worst: dict[str, list[tuple[tuple[int, float, str], bytes]]] = {}
         for raw in aws_findings.iter_findings(client, "severity", severity):
             image = str(raw.get("imageBuildVersionArn"))
@@ -192,12 +195,12 @@ class AccountBuckets:
                 finding = summarize(raw)
                 kept = worst.setdefault(image, [])
                 kept.append((worst_first(finding), finding.model_dump_json(by_alias=True).encode()))
-                if len(kept) >= 2 * m.MAX_TOP_FINDINGS:
-                    worst[image] = heapq.nsmallest(m.MAX_TOP_FINDINGS, kept)
+                if len(kept) >= 2 * keep:
+                    worst[image] = heapq.nsmallest(keep, kept)
         return Bucket(
             fetched_at=self._clock(), per_image=per_image, per_pipeline=per_pipeline,
-            worst={image: heapq.nsmallest(m.MAX_TOP_FINDINGS, kept) for image, kept in worst.items()}
-            if keep else None,
+            worst={image: heapq.nsmallest(keep, kept) for image, kept in worst.items()} if keep else None,
+            kept=keep,
         )
 
 
@@ -258,7 +261,8 @@ def refresh_top(scope: Scope, counts: m.SeverityCounts, buckets: AccountBuckets)
         pool = [
             entry
             for severity in needed
-            for entry in buckets.bucket(scope.client, scope.region, severity, scope.max_age).worst_of(image_arn)
+            for entry in buckets.bucket(scope.client, scope.region, severity, scope.max_age, scope.top_n)
+            .worst_of(image_arn)
         ]
         return [m.Finding.model_validate_json(data) for _, data in heapq.nsmallest(scope.top_n, pool)]
     return top(_image_findings(scope, counts, needed), scope.top_n)
@@ -272,7 +276,7 @@ def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets, per_
     for severity in needed:
         if severity not in _AGGREGATED:
             return math.inf  # small buckets keep no findings; LOW's account-wide size is unknown
-        if buckets.cached(scope.region, severity, scope.max_age) is not None:
+        if buckets.cached(scope.region, severity, scope.max_age, scope.top_n) is not None:
             continue
         if account is None:
             account = buckets.account_counts(scope.client, scope.region, scope.max_age)

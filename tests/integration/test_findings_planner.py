@@ -1,0 +1,65 @@
+"""The findings summary reads the fewest pages: shared account-wide lists when they are cheaper, the image's
+own pages (stopping early) when they are not — and gets the same answer either way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore import config as botocore_config
+
+from imagescan.emulator import server
+from imagescan.models import imagepipeline as m
+from imagescan.reconcile import findings
+
+
+@pytest.fixture
+def emu() -> Iterator[server.Emulator]:
+    with server.Emulator(seed=5, pipelines=0) as emulator:
+        yield emulator
+
+
+def _client(emu: server.Emulator):  # type: ignore[no-untyped-def]
+    return boto3.client("imagebuilder", region_name="us-east-1", endpoint_url=emu.endpoint_url,
+                        config=botocore_config.Config(retries={"mode": "standard"}))
+
+
+def _scope(emu: server.Emulator, pipeline_arn: str, top_n: int) -> findings.Scope:
+    image = emu.world.image_arns(pipeline_arn)[-1]
+    return findings.Scope(client=_client(emu), region="us-east-1", pipeline_arn=pipeline_arn, image_arn=image,
+                          top_n=top_n, max_age=600)
+
+
+def _expected(emu: server.Emulator, image_arn: str, n: int) -> list[str]:
+    raws = [emu.world.expand(r) for r in emu.world.findings("imageBuildVersionArn", image_arn)]
+    return [f.vulnerability_id for f in findings.top([findings.summarize(r) for r in raws], n)]
+
+
+def test_small_image_in_a_big_account_reads_its_own_pages(emu: server.Emulator) -> None:
+    emu.world.add_pipeline(name="big", findings={"CRITICAL": 900, "HIGH": 900})
+    small = emu.world.add_pipeline(name="small", findings={"CRITICAL": 2, "HIGH": 3, "LOW": 40})
+    scope = _scope(emu, small, top_n=4)
+    buckets = findings.AccountBuckets()
+    _, counts = findings.refresh_counts(scope, buckets)
+    assert counts is not None
+    emu.reset_calls()
+    top = findings.refresh_top(scope, counts, buckets)
+    assert [f.vulnerability_id for f in top] == _expected(emu, scope.image_arn or "", 4)
+    assert emu.calls["ListImageScanFindings"] == 1  # one page of the image, not 18 pages of the account
+
+
+def test_many_pipelines_share_the_account_lists(emu: server.Emulator) -> None:
+    arns = [emu.world.add_pipeline(name=f"p{i}", findings={"CRITICAL": 3, "HIGH": 10, "MEDIUM": 60})
+            for i in range(30)]
+    buckets = findings.AccountBuckets()
+    for arn in arns:  # every pipeline has been seen once, as after the first refresh
+        buckets.note_pipeline("us-east-1", arn)
+    emu.reset_calls()
+    for arn in arns:
+        scope = _scope(emu, arn, top_n=5)
+        counts = m.SeverityCounts(critical=3, high=10, medium=60, total=73)
+        top = findings.refresh_top(scope, counts, buckets)
+        assert [f.vulnerability_id for f in top] == _expected(emu, scope.image_arn or "", 5)
+    # 30 pipelines read the shared CRITICAL and HIGH lists (90 + 300 findings) instead of 30 pages each.
+    assert emu.calls["ListImageScanFindings"] <= 6
