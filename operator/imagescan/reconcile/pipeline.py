@@ -234,7 +234,7 @@ def _sync(
     if not progress.scanning.enabled:
         return
     new_run = raw.get("dateLastRun") != previous_date_last_run
-    just_enabled = not was_enabled or (progress.wrote and want.enabled)
+    just_enabled = not was_enabled  # we only get here with scanning on, so we just turned it on
     if request.refresh_findings or new_run or just_enabled or request.previous.findings is None:
         progress.findings = _refresh_findings(client, buckets, request, target, raw, new_run, now)
         progress.findings_refreshed = True
