@@ -226,10 +226,11 @@ def test_throttling_storm_converges_without_a_hot_loop(
 ) -> None:
     arns = [emulator.world.add_pipeline(name=f"storm-{i}", container=False, scanning_enabled=False, findings=3)
             for i in range(8)]
-    emulator.inject_faults(rate=0.6, codes=("CallRateLimitExceededException",))
+    emulator.inject_faults(rate=0.6, codes=("CallRateLimitExceededException", "ServiceUnavailableException"))
     for i, arn in enumerate(arns):
         pipelines.create(f"storm-{i}", {"pipelineArn": arn})
-    wait_for(lambda: any((pipelines.condition(f"storm-{i}") or {}).get("reason") == "Throttled" for i in range(8))
+    wait_for(lambda: any((pipelines.condition(f"storm-{i}") or {}).get("reason") in {"Throttled", "AWSUnavailable"}
+                         for i in range(8))
              or all((pipelines.condition(f"storm-{i}") or {}).get("status") == "True" for i in range(8)),
              timeout=30, what="throttling seen")
     emulator.clear_faults()
