@@ -11,13 +11,14 @@ import threading
 
 import kopf
 
-from imagescan.handlers import imagepipeline, lifecycle, runtime
+from imagescan.handlers import findingspolicy, imagepipeline, lifecycle, runtime
 
 
 def registry(config: runtime.Config) -> kopf.OperatorRegistry:
     built = kopf.OperatorRegistry()
     lifecycle.register(built)
     imagepipeline.register(built, tick=config.tick)
+    findingspolicy.register(built, tick=config.tick)
     return built
 
 

@@ -211,6 +211,7 @@ class Sandbox:
             f"  {kubectl} get imagepipeline web-ami -o yaml",
             f"  {kubectl} apply -f examples/imagepipeline-ami.yaml",
             f"  {kubectl} explain imagepipeline.spec",
+            f"  {kubectl} get findingspolicies        # examples/findingspolicy.yaml judged against the pipelines",
         ]
         if not self.options.operator:
             lines += [

@@ -23,7 +23,8 @@ def emulator() -> Iterator[server.Emulator]:
 
 @pytest.fixture
 def operator(kube_api: apiserver.ApiServer, emulator: server.Emulator) -> Iterator[runner.InThread]:
-    kube_api.apply_yaml(ROOT / "crds" / "imagepipelines.imagescan.io.yaml")
+    for crd in sorted((ROOT / "crds").glob("*.imagescan.io.yaml")):
+        kube_api.apply_yaml(crd)
     config = runtime.Config(
         aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
         tick=0.2,

@@ -48,8 +48,8 @@ def test_schema_is_structural_and_explained(resource: resources.Resource) -> Non
         forbidden = {"$ref", "anyOf", "oneOf", "allOf", "not", "title", "default", "$defs"} & set(node)
         assert not forbidden, f"{path}: {forbidden} is not allowed in a structural schema"
         assert node.get("type") or node.get("x-kubernetes-preserve-unknown-fields"), f"{path}: no type"
-        if path.endswith("[]") and node.get("type") != "object":
-            continue  # a scalar list item is explained by its list
+        if path.endswith(("[]", "{}")) and node.get("type") != "object":
+            continue  # a scalar list item or map value is explained by its list or map
         assert node.get("description"), f"{path}: no description (kubectl explain would show nothing)"
 
 

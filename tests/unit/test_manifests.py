@@ -12,11 +12,13 @@ import pytest
 import yaml
 
 from imagescan.apiserver import schema
+from imagescan.models import resources
 from imagescan.models.imagepipeline import ImagePipelineSpec
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+BY_KIND = {resource.kind: resource for resource in resources.ALL}
 CRD_PATH = ROOT / "crds" / "imagepipelines.imagescan.io.yaml"
 GROUP = "imagescan.io"
 
@@ -25,6 +27,8 @@ GROUP = "imagescan.io"
 NEEDED: dict[tuple[str, str], set[str]] = {
     (GROUP, "imagepipelines"): {"get", "list", "watch", "patch", "update"},
     (GROUP, "imagepipelines/status"): {"get", "patch", "update"},
+    (GROUP, "findingspolicies"): {"get", "list", "watch", "patch", "update"},
+    (GROUP, "findingspolicies/status"): {"get", "patch", "update"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"list", "watch"},
     ("", "events"): {"create"},
@@ -48,37 +52,38 @@ def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def _crd_schema() -> dict[str, Any]:
-    crd = yaml.safe_load(CRD_PATH.read_text())
+def _crd_schema(kind: str = "ImagePipeline") -> dict[str, Any]:
+    crd = yaml.safe_load((ROOT / "crds" / f"{BY_KIND[kind].plural}.imagescan.io.yaml").read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
     return dict(version["schema"]["openAPIV3Schema"])
 
 
 def test_there_are_examples() -> None:
     names = {p.name for p in EXAMPLES}
-    assert {"imagepipeline-ami.yaml", "imagepipeline-container.yaml", "imagepipeline-observe.yaml"} <= names
+    assert {"imagepipeline-ami.yaml", "imagepipeline-container.yaml", "imagepipeline-observe.yaml",
+            "findingspolicy.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_parses_with_the_models(path: pathlib.Path) -> None:
     (doc,) = _docs(path)
     assert doc["apiVersion"] == f"{GROUP}/v1alpha1"
-    assert doc["kind"] == "ImagePipeline"
-    spec = ImagePipelineSpec.model_validate(doc["spec"])
-    assert spec.pipeline_arn or spec.pipeline_name
+    spec = BY_KIND[doc["kind"]].spec.model_validate(doc["spec"])
+    assert not isinstance(spec, ImagePipelineSpec) or spec.pipeline_arn or spec.pipeline_name
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_validates_against_the_crd(path: pathlib.Path) -> None:
     (doc,) = _docs(path)
-    crd_schema = _crd_schema()
+    crd_schema = _crd_schema(doc["kind"])
     assert schema.validate_root(doc, crd_schema) == []
     # Nothing in the example is unknown to the schema (the API server would silently drop it).
     assert schema.prune_root(doc, crd_schema)["spec"] == doc["spec"]
 
 
 def test_examples_cover_the_documented_cases() -> None:
-    specs = {p.name: ImagePipelineSpec.model_validate(_docs(p)[0]["spec"]) for p in EXAMPLES}
+    specs = {p.name: ImagePipelineSpec.model_validate(_docs(p)[0]["spec"])
+             for p in EXAMPLES if p.name.startswith("imagepipeline-")}
     ami = specs["imagepipeline-ami.yaml"]
     assert ami.pipeline_arn and ami.scanning.enabled
     assert (ami.management_policy, ami.deletion_policy) == ("Manage", "Retain")
@@ -235,6 +240,7 @@ def test_kubectl_kustomize_renders_everything() -> None:
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert ("CustomResourceDefinition", "imagepipelines.imagescan.io") in kinds
+    assert ("CustomResourceDefinition", "findingspolicies.imagescan.io") in kinds
     assert ("Deployment", "imagescan-operator") in kinds
     assert ("ClusterRole", "imagescan-operator") in kinds
     assert ("ClusterRoleBinding", "imagescan-operator") in kinds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from imagescan.models import base, imagepipeline
+from imagescan.models import base, findingspolicy, imagepipeline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,4 +60,26 @@ IMAGE_PIPELINE = Resource(
     ),
 )
 
-ALL: tuple[Resource, ...] = (IMAGE_PIPELINE,)
+FINDINGS_POLICY = Resource(
+    kind="FindingsPolicy",
+    plural="findingspolicies",
+    singular="findingspolicy",
+    short_names=("fp",),
+    categories=("imagescan",),
+    description=(
+        "Which findings the images of the selected ImagePipelines may have: per-severity thresholds, an "
+        "Inspector score limit and dated exemptions, judged from the pipelines' status, and how strictly "
+        "admission enforces it."
+    ),
+    spec=findingspolicy.FindingsPolicySpec,
+    status=findingspolicy.FindingsPolicyStatus,
+    columns=(
+        PrinterColumn("Enforcement", "string", ".spec.enforcement", "Audit, Warn or Deny"),
+        PrinterColumn("Pipelines", "integer", ".status.totals.selected", "ImagePipelines the policy selects"),
+        PrinterColumn("Violating", "integer", ".status.totals.violating", "Selected pipelines breaking a rule"),
+        PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Ready condition"),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation"),
+    ),
+)
+
+ALL: tuple[Resource, ...] = (IMAGE_PIPELINE, FINDINGS_POLICY)

@@ -1,0 +1,120 @@
+"""FindingsPolicy handlers: judge the selected ImagePipelines from an in-memory index of their status.
+
+kopf keeps the index current from the ImagePipeline watch it already has, so evaluating a policy costs no
+AWS call and no API read. Policies are re-evaluated on change and on every tick (new findings, exemptions
+expiring at midnight UTC); status is written only when the verdict changes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import kopf
+import pydantic
+
+from imagescan import GROUP, VERSION
+from imagescan.handlers import imagepipeline
+from imagescan.models import findingspolicy as fp
+from imagescan.models import imagepipeline as ip
+from imagescan.models import kstatus
+from imagescan.reconcile import policy
+
+RESOURCE = (GROUP, VERSION, "findingspolicies")
+INDEX = "pipelines_by_namespace"
+
+
+def register(registry: kopf.OperatorRegistry, tick: float) -> None:
+    kopf.index(*imagepipeline.RESOURCE, registry=registry, id=INDEX)(index_pipeline)
+    for decorator, handler_id in (
+        (kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume"),
+    ):
+        decorator(*RESOURCE, registry=registry, id=handler_id)(evaluate)
+    kopf.timer(*RESOURCE, registry=registry, id="reevaluate", interval=tick, initial_delay=tick)(evaluate)
+
+
+def index_pipeline(
+        namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any,
+) -> dict[str | None, policy.Pipeline]:
+    try:
+        parsed = ip.ImagePipelineStatus.model_validate(dict(status))
+    except pydantic.ValidationError:
+        parsed = ip.ImagePipelineStatus()
+    return {namespace: policy.Pipeline(name=name, labels=dict(labels), status=parsed)}
+
+
+async def evaluate(
+        body: kopf.Body, patch: kopf.Patch, namespace: str | None, logger: kopf.Logger, **kwargs: Any,
+) -> None:
+    pipelines_by_namespace: kopf.Index[str | None, policy.Pipeline] = kwargs[INDEX]  # kopf injects indexes by id
+    generation = int(body.meta.get("generation") or 0)
+    previous = _previous(body)
+    try:
+        spec = fp.FindingsPolicySpec.model_validate(dict(body.spec))
+    except pydantic.ValidationError as exc:
+        _write(patch, body, previous, _invalid(previous, exc, generation))
+        return
+    today = datetime.datetime.now(datetime.UTC).date()
+    result = policy.evaluate(spec, list(pipelines_by_namespace.get(namespace, [])), today)
+    message = (f"{result.totals.violating} of {result.totals.selected} selected pipeline(s) break the policy"
+               + (f", {result.totals.unknown} without findings yet" if result.totals.unknown else ""))
+    status = fp.FindingsPolicyStatus(
+        observed_generation=generation,
+        conditions=kstatus.merge(previous.conditions, [
+            kstatus.make(kstatus.Type.READY, "True", "Evaluated", message, generation),
+        ]),
+        totals=result.totals, pipelines=result.verdicts, top_vulnerabilities=result.top_vulnerabilities,
+        expired_exemptions=result.expired_exemptions, last_evaluated=kstatus.now_rfc3339(),
+    )
+    if _changed(previous, status):
+        _post_events(body, previous, status)
+        _write(patch, body, previous, status)
+        logger.debug("evaluated: %s", message)
+
+
+def _previous(body: kopf.Body) -> fp.FindingsPolicyStatus:
+    try:
+        return fp.FindingsPolicyStatus.model_validate(dict(body.status))
+    except pydantic.ValidationError:
+        return fp.FindingsPolicyStatus()
+
+
+def _changed(previous: fp.FindingsPolicyStatus, new: fp.FindingsPolicyStatus) -> bool:
+    """Anything but the evaluation time: a tick that finds nothing new writes nothing."""
+    ignore = {"last_evaluated"}
+    return bool(previous.model_dump(exclude=ignore) != new.model_dump(exclude=ignore))
+
+
+def _invalid(
+        previous: fp.FindingsPolicyStatus, exc: pydantic.ValidationError, generation: int,
+) -> fp.FindingsPolicyStatus:
+    problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return previous.model_copy(update={
+        "observed_generation": generation,
+        "conditions": kstatus.merge(previous.conditions, [
+            kstatus.make(kstatus.Type.READY, "False", "InvalidSpec", problems, generation),
+            kstatus.make(kstatus.Type.STALLED, "True", "InvalidSpec", problems, generation),
+        ]),
+    })
+
+
+def _write(patch: kopf.Patch, body: kopf.Body, previous: fp.FindingsPolicyStatus,
+           status: fp.FindingsPolicyStatus) -> None:
+    new = status.to_k8s()
+    for key in body.status:
+        if key not in new:
+            patch.status[key] = None
+    for key, value in new.items():
+        patch.status[key] = value
+
+
+def _post_events(body: kopf.Body, previous: fp.FindingsPolicyStatus, status: fp.FindingsPolicyStatus) -> None:
+    """On transitions only: a pipeline that starts violating, an exemption that has just expired."""
+    was_violating = {v.name for v in previous.pipelines if not v.compliant}
+    for verdict in status.pipelines:
+        if not verdict.compliant and verdict.name not in was_violating:
+            rules = "; ".join(v.message for v in verdict.violations)
+            kopf.warn(body, reason="PolicyViolated", message=f"ImagePipeline {verdict.name}: {rules}")
+    for vulnerability_id in sorted(set(status.expired_exemptions) - set(previous.expired_exemptions)):
+        kopf.warn(body, reason="ExemptionExpired",
+                  message=f"the exemption for {vulnerability_id} has expired: its findings count again")

@@ -1,0 +1,176 @@
+"""The FindingsPolicy custom resource: which findings a team tolerates in the images its pipelines build.
+
+Evaluated from what ImagePipeline status already holds (counts of all six severities and the worst
+findings), so judging a policy costs no AWS call.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+from imagescan.models import base, kstatus
+
+VULNERABILITY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,127}$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+MAX_LISTED_PIPELINES = 100
+MAX_TOP_VULNERABILITIES = 20
+
+
+class LabelSelectorRequirement(base.CRDModel):
+    """One label requirement, as in Kubernetes label selectors."""
+
+    key: str = pydantic.Field(min_length=1, max_length=317)
+    """The label key."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the key relates to the values: In, NotIn, Exists or DoesNotExist."""
+    values: list[str] | None = None
+    """Values for In and NotIn."""
+
+
+class LabelSelector(base.CRDModel):
+    """A Kubernetes label selector; empty selects everything."""
+
+    match_labels: dict[str, str] | None = None
+    """Labels that must all be present with these values."""
+    match_expressions: list[LabelSelectorRequirement] | None = None
+    """Requirements that must all hold."""
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(key) != value for key, value in (self.match_labels or {}).items()):
+            return False
+        return all(_requirement_holds(r, labels) for r in self.match_expressions or [])
+
+
+def _requirement_holds(requirement: LabelSelectorRequirement, labels: dict[str, str]) -> bool:
+    present = requirement.key in labels
+    values = requirement.values or []
+    if requirement.operator == "In":
+        return present and labels[requirement.key] in values
+    if requirement.operator == "NotIn":
+        return not present or labels[requirement.key] not in values
+    if requirement.operator == "Exists":
+        return present
+    return not present
+
+
+class Thresholds(base.CRDModel):
+    """The most findings allowed at each severity; a severity left out has no limit."""
+
+    critical: int | None = pydantic.Field(default=None, ge=0)
+    """Most Critical findings allowed."""
+    high: int | None = pydantic.Field(default=None, ge=0)
+    """Most High findings allowed."""
+    medium: int | None = pydantic.Field(default=None, ge=0)
+    """Most Medium findings allowed."""
+    low: int | None = pydantic.Field(default=None, ge=0)
+    """Most Low findings allowed."""
+    informational: int | None = pydantic.Field(default=None, ge=0)
+    """Most Informational findings allowed."""
+    untriaged: int | None = pydantic.Field(default=None, ge=0)
+    """Most Untriaged findings allowed."""
+
+
+class Exemption(base.CRDModel):
+    """A vulnerability that does not count until a date, with the reason why."""
+
+    vulnerability_id: str = pydantic.Field(pattern=VULNERABILITY_PATTERN)
+    """The CVE or other vulnerability id, e.g. CVE-2024-3094."""
+    reason: str = pydantic.Field(min_length=1, max_length=1024)
+    """Why it is accepted (required): the ticket, the mitigation, who decided."""
+    expires: str = pydantic.Field(pattern=DATE_PATTERN)
+    """Last day the exemption applies (YYYY-MM-DD, UTC); from the next day the finding counts again."""
+    pipelines: LabelSelector | None = None
+    """Only for ImagePipelines with these labels; left out: every pipeline the policy selects."""
+
+
+class FindingsPolicySpec(base.CRDModel):
+    """What findings the selected ImagePipelines' images may have, and how strictly that is enforced."""
+
+    selector: LabelSelector | None = None
+    """ImagePipelines in this namespace the policy judges, by label; left out: all of them."""
+    thresholds: Thresholds = Thresholds()
+    """The most findings allowed per severity."""
+    max_inspector_score: float | None = pydantic.Field(default=None, ge=0, le=10)
+    """Any counted finding with a higher Inspector score breaks the policy."""
+    fix_available_only: bool = False
+    """Count only findings that have a fix (fixAvailable YES or PARTIAL)."""
+    scope: Literal["LatestImage", "AllImages"] = "LatestImage"
+    """LatestImage (default): judge the newest build; AllImages: every build the pipeline still has."""
+    exemptions: list[Exemption] = pydantic.Field(default_factory=list, max_length=500)
+    """Vulnerabilities that do not count until their expiry date."""
+    enforcement: Literal["Audit", "Warn", "Deny"] = "Audit"
+    """Audit: report only. Warn: admission allows with warnings. Deny: admission refuses."""
+
+
+class Violation(base.CRDModel):
+    """One rule a pipeline breaks."""
+
+    rule: str
+    """Which rule: thresholds.<severity>, maxInspectorScore."""
+    message: str
+    """What was found against what is allowed."""
+
+
+class PipelineVerdict(base.CRDModel):
+    """How one selected ImagePipeline fares against the policy."""
+
+    name: str
+    """The ImagePipeline's name."""
+    compliant: bool
+    """Whether it meets every rule."""
+    violations: list[Violation] = pydantic.Field(default_factory=list)
+    """The rules it breaks."""
+    counts: dict[str, int] = pydantic.Field(default_factory=dict)
+    """The counts that were compared, per severity, after exemptions and the fix filter."""
+    worst: list[str] = pydantic.Field(default_factory=list, max_length=5)
+    """The worst counted findings' vulnerability ids."""
+    exact: bool = True
+    """False when a rule needed findings beyond the ones the pipeline's status lists."""
+
+
+class Totals(base.CRDModel):
+    """How many pipelines the policy judged."""
+
+    selected: int = 0
+    """Pipelines the selector matched."""
+    compliant: int = 0
+    """Pipelines meeting every rule."""
+    violating: int = 0
+    """Pipelines breaking a rule."""
+    unknown: int = 0
+    """Pipelines without findings yet (scanning off or never refreshed)."""
+
+
+class TopVulnerability(base.CRDModel):
+    """A vulnerability across the selected pipelines."""
+
+    vulnerability_id: str
+    """CVE or other id."""
+    severity: str
+    """Its severity."""
+    pipelines: int
+    """In how many selected pipelines' worst findings it appears."""
+    fixed_in: list[str] = pydantic.Field(default_factory=list)
+    """Versions that fix it."""
+
+
+class FindingsPolicyStatus(base.CRDModel):
+    """The policy's verdicts."""
+
+    observed_generation: int | None = None
+    """The metadata.generation the status describes."""
+    conditions: list[kstatus.Condition] = pydantic.Field(default_factory=list)
+    """Ready, and Reconciling / Stalled while true."""
+    totals: Totals = Totals()
+    """Pipelines selected, compliant, violating."""
+    pipelines: list[PipelineVerdict] = pydantic.Field(default_factory=list, max_length=MAX_LISTED_PIPELINES)
+    """Per selected pipeline, violating ones first; at most 100 are listed, totals count all."""
+    top_vulnerabilities: list[TopVulnerability] = pydantic.Field(default_factory=list,
+                                                                  max_length=MAX_TOP_VULNERABILITIES)
+    """The vulnerabilities in most selected pipelines, worst first."""
+    expired_exemptions: list[str] = pydantic.Field(default_factory=list)
+    """Exemptions past their expiry date (they count again): vulnerability ids."""
+    last_evaluated: str | None = None
+    """When the policy was last evaluated."""

@@ -1,0 +1,171 @@
+"""Judge ImagePipelines against a FindingsPolicy, from what their status already holds.
+
+No AWS call happens here: counts of all six severities and the worst findings are in each pipeline's
+status. Exemptions and the fix filter can only be applied to findings the status lists; where a rule would
+need more (a severity whose findings are not all listed), the verdict says it is not exact rather than
+pretending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Sequence
+
+from imagescan.models import findingspolicy as fp
+from imagescan.models import imagepipeline as ip
+from imagescan.reconcile import findings as findings_
+
+SEVERITY_FIELDS = ("critical", "high", "medium", "low", "informational", "untriaged")
+UNFIXED = "NO"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """What the policy needs to know about one ImagePipeline."""
+
+    name: str
+    labels: dict[str, str]
+    status: ip.ImagePipelineStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    totals: fp.Totals
+    verdicts: list[fp.PipelineVerdict]
+    top_vulnerabilities: list[fp.TopVulnerability]
+    expired_exemptions: list[str]
+
+
+def evaluate(spec: fp.FindingsPolicySpec, pipelines: Iterable[Pipeline], today: datetime.date) -> Evaluation:
+    selector = spec.selector or fp.LabelSelector()
+    selected = sorted((p for p in pipelines if selector.matches(p.labels)), key=lambda p: p.name)
+    judged = [(p, judge(spec, p, today)) for p in selected]
+    verdicts = [v for _, v in judged if v is not None]
+    totals = fp.Totals(
+        selected=len(selected),
+        compliant=sum(v.compliant for v in verdicts),
+        violating=sum(not v.compliant for v in verdicts),
+        unknown=len(selected) - len(verdicts),
+    )
+    listed = sorted(verdicts, key=lambda v: (v.compliant, v.name))[: fp.MAX_LISTED_PIPELINES]
+    counted = {p.name: counted_findings(spec, p, today) for p, v in judged if v is not None}
+    expired = sorted({e.vulnerability_id for e in spec.exemptions if _expired(e, today)})
+    return Evaluation(totals, listed, top_vulnerabilities(counted.values()), expired)
+
+
+def judge(spec: fp.FindingsPolicySpec, pipeline: Pipeline, today: datetime.date) -> fp.PipelineVerdict | None:
+    """The verdict for one pipeline; None while it has no findings summary to judge."""
+    summary = pipeline.status.findings
+    counts = _scoped_counts(spec, summary)
+    if summary is None or counts is None:
+        return None
+    listed = summary.top if spec.scope == "LatestImage" or summary.latest_image is None else []
+    discounted = [f for f in listed if not _counts(spec, pipeline, f, today)]
+    adjusted = {field: getattr(counts, field) for field in SEVERITY_FIELDS}
+    for finding in discounted:
+        field = finding.severity.lower()
+        if field in adjusted:
+            adjusted[field] = max(0, adjusted[field] - 1)
+    exact = _exact(spec, pipeline, counts, listed, today)
+    kept = [f for f in listed if f not in discounted]
+    violations = _threshold_violations(spec, adjusted) + _score_violations(spec, kept)
+    return fp.PipelineVerdict(
+        name=pipeline.name, compliant=not violations, violations=violations, counts=adjusted,
+        worst=[f.vulnerability_id for f in kept[:5]], exact=exact,
+    )
+
+
+def counted_findings(spec: fp.FindingsPolicySpec, pipeline: Pipeline, today: datetime.date) -> list[ip.Finding]:
+    summary = pipeline.status.findings
+    return [f for f in (summary.top if summary else []) if _counts(spec, pipeline, f, today)]
+
+
+def top_vulnerabilities(per_pipeline: Iterable[Sequence[ip.Finding]]) -> list[fp.TopVulnerability]:
+    seen: dict[str, tuple[ip.Finding, int, set[str]]] = {}
+    for found in per_pipeline:
+        for finding in {f.vulnerability_id: f for f in found}.values():
+            worst, count, fixed = seen.get(finding.vulnerability_id, (finding, 0, set()))
+            if findings_.worst_first(finding) < findings_.worst_first(worst):
+                worst = finding
+            fixed_in = finding.package.fixed_in_version if finding.package else None
+            if fixed_in and fixed_in != "NotAvailable":
+                fixed.add(fixed_in)
+            seen[finding.vulnerability_id] = (worst, count + 1, fixed)
+    ranked = sorted(seen.values(), key=lambda item: (-item[1], findings_.worst_first(item[0])))
+    return [
+        fp.TopVulnerability(vulnerability_id=f.vulnerability_id, severity=f.severity, pipelines=count,
+                            fixed_in=sorted(fixed))
+        for f, count, fixed in ranked[: fp.MAX_TOP_VULNERABILITIES]
+    ]
+
+
+def _scoped_counts(spec: fp.FindingsPolicySpec, summary: ip.FindingsStatus | None) -> ip.SeverityCounts | None:
+    if summary is None:
+        return None
+    if spec.scope == "AllImages":
+        return summary.severity_counts
+    return summary.latest_image.severity_counts if summary.latest_image else None
+
+
+def _counts(spec: fp.FindingsPolicySpec, pipeline: Pipeline, finding: ip.Finding, today: datetime.date) -> bool:
+    """Whether a listed finding counts against the policy."""
+    if spec.fix_available_only and (finding.fix_available or UNFIXED) == UNFIXED:
+        return False
+    return not any(_exempts(e, pipeline, finding, today) for e in spec.exemptions)
+
+
+def _exempts(exemption: fp.Exemption, pipeline: Pipeline, finding: ip.Finding, today: datetime.date) -> bool:
+    return (
+        exemption.vulnerability_id == finding.vulnerability_id
+        and not _expired(exemption, today)
+        and (exemption.pipelines is None or exemption.pipelines.matches(pipeline.labels))
+    )
+
+
+def _expired(exemption: fp.Exemption, today: datetime.date) -> bool:
+    return datetime.date.fromisoformat(exemption.expires) < today
+
+
+def _exact(spec: fp.FindingsPolicySpec, pipeline: Pipeline, counts: ip.SeverityCounts, listed: list[ip.Finding],
+           today: datetime.date) -> bool:
+    """Exact unless a per-finding rule applies to a severity whose findings are not all listed."""
+    per_finding_rules = spec.fix_available_only or any(
+        not _expired(e, today) and (e.pipelines is None or e.pipelines.matches(pipeline.labels))
+        for e in spec.exemptions
+    )
+    if not per_finding_rules:
+        return True
+    limited = [f for f in SEVERITY_FIELDS if getattr(spec.thresholds, f) is not None]
+    if spec.max_inspector_score is not None:
+        limited = list(SEVERITY_FIELDS)
+    return all(
+        sum(1 for f in listed if f.severity.lower() == field) >= getattr(counts, field) for field in limited
+    )
+
+
+def _threshold_violations(spec: fp.FindingsPolicySpec, adjusted: dict[str, int]) -> list[fp.Violation]:
+    violations = []
+    for field in SEVERITY_FIELDS:
+        limit = getattr(spec.thresholds, field)
+        if limit is not None and adjusted[field] > limit:
+            violations.append(fp.Violation(
+                rule=f"thresholds.{field}",
+                message=f"{adjusted[field]} {field} finding(s), at most {limit} allowed",
+            ))
+    return violations
+
+
+def _score_violations(spec: fp.FindingsPolicySpec, kept: list[ip.Finding]) -> list[fp.Violation]:
+    """Listed findings are worst first, so the highest counted score is among them whenever any counts."""
+    limit = spec.max_inspector_score
+    if limit is None:
+        return []
+    over = [f for f in kept if (f.inspector_score or 0.0) > limit]
+    if not over:
+        return []
+    worst = max(over, key=lambda f: f.inspector_score or 0.0)
+    return [fp.Violation(
+        rule="maxInspectorScore",
+        message=f"{worst.vulnerability_id} has Inspector score {worst.inspector_score}, at most {limit} allowed",
+    )]

@@ -1,0 +1,76 @@
+"""FindingsPolicy end to end: the operator judges ImagePipelines from their status and reports it."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import kubernetes.client
+
+from imagescan import GROUP, VERSION
+from imagescan.emulator import server
+from tests.integration import harness
+from tests.integration.harness import wait_for
+
+
+def _policies(kube_client: kubernetes.client.ApiClient) -> kubernetes.client.CustomObjectsApi:
+    return kubernetes.client.CustomObjectsApi(kube_client)
+
+
+def _policy_status(api: kubernetes.client.CustomObjectsApi, name: str) -> dict[str, Any]:
+    obj = api.get_namespaced_custom_object(GROUP, VERSION, harness.NAMESPACE, "findingspolicies", name)
+    return dict(obj.get("status") or {})
+
+
+def test_policy_judges_pipelines_and_follows_spec_changes(
+        emulator: server.Emulator, pipelines: harness.Pipelines, kube_client: kubernetes.client.ApiClient,
+) -> None:
+    web = emulator.world.add_pipeline(name="web-ami", scanning_enabled=True, findings={"CRITICAL": 2, "HIGH": 1})
+    api = emulator.world.add_pipeline(name="api-ctr", container=True, scanning_enabled=True, findings={"HIGH": 3})
+    pipelines.create("web", {"pipelineArn": web})
+    pipelines.create("api", {"pipelineArn": api})
+    pipelines.wait_ready("web")
+    pipelines.wait_ready("api")
+    policies = _policies(kube_client)
+    policies.create_namespaced_custom_object(GROUP, VERSION, harness.NAMESPACE, "findingspolicies", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy", "metadata": {"name": "no-criticals"},
+        "spec": {"thresholds": {"critical": 0}, "enforcement": "Deny"},
+    })
+
+    status = wait_for(lambda: (s := _policy_status(policies, "no-criticals")).get("totals", {}).get("selected") == 2
+                      and s, what="policy evaluated")
+    assert status["totals"] == {"selected": 2, "compliant": 1, "violating": 1, "unknown": 0}
+    verdict = status["pipelines"][0]
+    assert verdict["name"] == "web" and not verdict["compliant"]
+    assert verdict["violations"][0]["message"] == "2 critical finding(s), at most 0 allowed"
+    assert status["conditions"][0]["type"] == "Ready" and status["conditions"][0]["status"] == "True"
+    assert status["topVulnerabilities"]
+    events = wait_for(lambda: [e for e in pipelines.core.list_namespaced_event(harness.NAMESPACE).items
+                               if e.reason == "PolicyViolated"], what="PolicyViolated event")
+    assert "ImagePipeline web" in events[0].message
+
+    listed = subprocess.run(["kubectl", "get", "findingspolicies"], capture_output=True, text=True, check=True)
+    assert listed.stdout.split()[:6] == ["NAME", "ENFORCEMENT", "PIPELINES", "VIOLATING", "READY", "AGE"]
+    assert listed.stdout.split()[6:11] == ["no-criticals", "Deny", "2", "1", "True"]
+
+    policies.patch_namespaced_custom_object(GROUP, VERSION, harness.NAMESPACE, "findingspolicies", "no-criticals",
+                                            {"spec": {"thresholds": {"critical": 5}}})
+    wait_for(lambda: _policy_status(policies, "no-criticals").get("totals", {}).get("violating") == 0,
+             what="re-evaluated after the spec change")
+
+
+def test_new_findings_are_judged_without_touching_the_policy(
+        emulator: server.Emulator, pipelines: harness.Pipelines, kube_client: kubernetes.client.ApiClient,
+) -> None:
+    arn = emulator.world.add_pipeline(name="batch", scanning_enabled=True, findings={"HIGH": 1})
+    pipelines.create("batch", {"pipelineArn": arn, "resyncInterval": "1s", "findings": {"refreshInterval": "1s"}})
+    pipelines.wait_ready("batch")
+    policies = _policies(kube_client)
+    policies.create_namespaced_custom_object(GROUP, VERSION, harness.NAMESPACE, "findingspolicies", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy", "metadata": {"name": "few-highs"},
+        "spec": {"thresholds": {"high": 2}},
+    })
+    wait_for(lambda: _policy_status(policies, "few-highs").get("totals", {}).get("compliant") == 1, what="compliant")
+    emulator.world.add_image(arn, findings={"HIGH": 5})  # a new build with more findings
+    wait_for(lambda: _policy_status(policies, "few-highs").get("totals", {}).get("violating") == 1,
+             timeout=30, what="violation after new findings")
