@@ -74,3 +74,28 @@ def test_new_findings_are_judged_without_touching_the_policy(
     emulator.world.add_image(arn, findings={"HIGH": 5})  # a new build with more findings
     wait_for(lambda: _policy_status(policies, "few-highs").get("totals", {}).get("violating") == 1,
              timeout=30, what="violation after new findings")
+
+
+def test_pipelines_carry_a_policy_compliant_condition_naming_the_policies(
+        emulator: server.Emulator, pipelines: harness.Pipelines, kube_client: kubernetes.client.ApiClient,
+) -> None:
+    arn = emulator.world.add_pipeline(name="svc", scanning_enabled=True, findings={"CRITICAL": 1, "HIGH": 2})
+    pipelines.create("svc", {"pipelineArn": arn})
+    pipelines.wait_condition("svc", "PolicyCompliant", "True", "NoPolicy")
+    policies = _policies(kube_client)
+    for name, critical in (("strict", 0), ("lenient", 5)):
+        policies.create_namespaced_custom_object(GROUP, VERSION, harness.NAMESPACE, "findingspolicies", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy", "metadata": {"name": name},
+            "spec": {"thresholds": {"critical": critical}, "enforcement": "Deny" if critical == 0 else "Audit"},
+        })
+    violated = pipelines.wait_condition("svc", "PolicyCompliant", "False", "PolicyViolated")
+    assert violated["message"] == "violates strict (Deny): 1 critical finding(s), at most 0 allowed"
+    assert pipelines.condition("svc", "Ready")["status"] == "True"  # type: ignore[index]  # compliance is separate
+
+    top = (pipelines.get("svc") or {})["status"]["findings"]["top"]
+    critical = next(f["vulnerabilityId"] for f in top if f["severity"] == "CRITICAL")
+    policies.patch_namespaced_custom_object(GROUP, VERSION, harness.NAMESPACE, "findingspolicies", "strict", {
+        "spec": {"exemptions": [{"vulnerabilityId": critical, "reason": "fix ships Friday", "expires": "2099-01-01"}]},
+    })
+    compliant = pipelines.wait_condition("svc", "PolicyCompliant", "True", "Compliant")
+    assert compliant["message"] == "complies with lenient, strict"

@@ -37,7 +37,10 @@ def test_create_enables_scanning_and_keeps_every_other_field(
     assert status["pipeline"]["arn"] == arn and status["pipeline"]["accountId"] == emulator.world.account_id
     assert status["pipeline"]["region"] == "us-east-1" and status["pipeline"]["kind"] == "AMI"
     assert status["scanning"] == {"enabled": True}
-    assert {c["type"] for c in status["conditions"]} == {"Ready"}  # Reconciling/Stalled only while true
+    # Reconciling/Stalled only while true; PolicyCompliant always says which policies judged the pipeline.
+    assert {c["type"] for c in status["conditions"]} == {"Ready", "PolicyCompliant"}
+    compliant = next(c for c in status["conditions"] if c["type"] == "PolicyCompliant")
+    assert (compliant["status"], compliant["reason"]) == ("True", "NoPolicy")
 
 
 def test_findings_counts_and_top_match_aws(emulator: server.Emulator, pipelines: harness.Pipelines) -> None:

@@ -22,10 +22,12 @@ from imagescan.reconcile import policy
 
 RESOURCE = (GROUP, VERSION, "findingspolicies")
 INDEX = "pipelines_by_namespace"
+POLICY_INDEX = "policies_by_namespace"
 
 
 def register(registry: kopf.OperatorRegistry, tick: float) -> None:
     kopf.index(*imagepipeline.RESOURCE, registry=registry, id=INDEX)(index_pipeline)
+    kopf.index(*RESOURCE, registry=registry, id=POLICY_INDEX)(index_policy)
     for decorator, handler_id in (
         (kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume"),
     ):
@@ -41,6 +43,16 @@ def index_pipeline(
     except pydantic.ValidationError:
         parsed = ip.ImagePipelineStatus()
     return {namespace: policy.Pipeline(name=name, labels=dict(labels), status=parsed)}
+
+
+def index_policy(
+        namespace: str | None, name: str, spec: kopf.Spec, **_: Any,
+) -> dict[str | None, tuple[str, fp.FindingsPolicySpec]] | None:
+    """Valid policies per namespace, for ImagePipelines to judge themselves (PolicyCompliant)."""
+    try:
+        return {namespace: (name, fp.FindingsPolicySpec.model_validate(dict(spec)))}
+    except pydantic.ValidationError:
+        return None  # an invalid policy judges nothing; its own status says why
 
 
 async def evaluate(

@@ -3,11 +3,14 @@
 A handler parses the object with the models, hands the blocking AWS work to the runtime's thread pool,
 writes the complete status the reconciler returns, and posts Events for what a person should notice.
 AWS failures never raise into kopf: they become conditions, and the schedule decides when to try again.
+The PolicyCompliant condition is judged here too, from an index of the namespace's FindingsPolicies: on
+every reconcile, and on timer ticks in between (a policy changed or an exemption expired) with no AWS call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 from typing import Any
 
 import kopf
@@ -16,13 +19,16 @@ import pydantic
 from imagescan import GROUP, VERSION
 from imagescan.aws import errors
 from imagescan.handlers import runtime as runtime_
+from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as m
 from imagescan.models import kstatus
-from imagescan.reconcile import pipeline
+from imagescan.reconcile import pipeline, policy
 
 RESOURCE = (GROUP, VERSION, "imagepipelines")
 PAUSED_ANNOTATION = f"{GROUP}/paused"
 RECONCILE_ANNOTATION = f"{GROUP}/reconcile-requested-at"
+POLICY_INDEX = "policies_by_namespace"  # registered by handlers.findingspolicy
+Policies = kopf.Index[str | None, tuple[str, fp.FindingsPolicySpec]]
 
 
 def register(registry: kopf.OperatorRegistry, tick: float) -> None:
@@ -35,19 +41,27 @@ def register(registry: kopf.OperatorRegistry, tick: float) -> None:
 
 
 async def reconcile_now(
-        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any,
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any,
 ) -> None:
-    await _reconcile(body, patch, memo, logger)
+    await _reconcile(body, patch, memo, logger, kwargs.get(POLICY_INDEX))
 
 
-async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def resync(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any,
+) -> None:
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
     if shared.lock(uid).locked():
         return  # a reconcile is running; it reschedules the object when it ends
     due = shared.schedule.due(uid)
     if due.sync:
-        await _reconcile(body, patch, memo, logger, refresh_findings=due.findings)
+        await _reconcile(body, patch, memo, logger, kwargs.get(POLICY_INDEX), refresh_findings=due.findings)
+        return
+    previous = shared.last_written(uid)
+    if previous is not None:
+        judged = _with_compliance(previous, previous, body, kwargs.get(POLICY_INDEX))
+        if judged.conditions != previous.conditions:
+            shared.remember(uid, _write_status(patch, body, judged))
 
 
 async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
@@ -83,6 +97,7 @@ async def _reconcile(
         patch: kopf.Patch,
         memo: kopf.Memo,
         logger: kopf.Logger,
+        policies: Policies | None,
         *,
         refresh_findings: bool = False,
 ) -> None:
@@ -101,6 +116,7 @@ async def _reconcile(
         status = outcome.status.model_copy(
             update={"last_handled_reconcile_at": body.meta.annotations.get(RECONCILE_ANNOTATION)},
         )
+        status = _with_compliance(status, previous, body, policies)
         shared.remember(uid, _write_status(patch, body, pipeline.fit(status)))
         _post_events(body, previous, outcome, logger)
         if outcome.error is None:
@@ -111,6 +127,20 @@ async def _reconcile(
         else:
             delay = shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=spec.resync_seconds)
             logger.info("%s; next attempt in %.0fs", outcome.error.message, delay)
+
+
+def _with_compliance(
+        status: m.ImagePipelineStatus, previous: m.ImagePipelineStatus, body: kopf.Body, policies: Policies | None,
+) -> m.ImagePipelineStatus:
+    """The status with its PolicyCompliant condition judged against the namespace's policies."""
+    judged = policy.Pipeline(name=body.meta.name or "", labels=dict(body.meta.labels), status=status)
+    in_namespace = list(policies.get(body.meta.namespace, [])) if policies is not None else []
+    verdict = policy.compliance(judged, in_namespace, datetime.datetime.now(datetime.UTC).date())
+    wanted = kstatus.make(kstatus.Type.POLICY_COMPLIANT, verdict.status, verdict.reason, verdict.message,
+                          status.observed_generation)
+    before = [c for c in previous.conditions if c.type == kstatus.Type.POLICY_COMPLIANT]
+    others = [c for c in status.conditions if c.type != kstatus.Type.POLICY_COMPLIANT]
+    return status.model_copy(update={"conditions": others + kstatus.merge(before, [wanted])})
 
 
 def _request(

@@ -20,6 +20,7 @@ class Type(enum.StrEnum):
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
     PAUSED = "Paused"
+    POLICY_COMPLIANT = "PolicyCompliant"
 
     def __str__(self) -> str:
         return self.value

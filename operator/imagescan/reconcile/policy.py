@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
@@ -169,3 +170,34 @@ def _score_violations(spec: fp.FindingsPolicySpec, kept: list[ip.Finding]) -> li
         rule="maxInspectorScore",
         message=f"{worst.vulnerability_id} has Inspector score {worst.inspector_score}, at most {limit} allowed",
     )]
+
+
+@dataclasses.dataclass(frozen=True)
+class Compliance:
+    """The PolicyCompliant condition of one ImagePipeline."""
+
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+
+
+def compliance(
+        pipeline: Pipeline, policies: Iterable[tuple[str, fp.FindingsPolicySpec]], today: datetime.date,
+) -> Compliance:
+    """Judge one pipeline against every policy in its namespace that selects it, naming them."""
+    judging = sorted(
+        (name, spec) for name, spec in policies if (spec.selector or fp.LabelSelector()).matches(pipeline.labels)
+    )
+    if not judging:
+        return Compliance("True", "NoPolicy", "no FindingsPolicy in this namespace selects this pipeline")
+    verdicts = [(name, spec, judge(spec, pipeline, today)) for name, spec in judging]
+    if any(verdict is None for _, _, verdict in verdicts):
+        names = ", ".join(name for name, _ in judging)
+        return Compliance("Unknown", "NoFindings", f"no findings to judge yet (policies: {names})")
+    broken = [
+        f"{name} ({spec.enforcement}): " + "; ".join(v.message for v in verdict.violations)
+        for name, spec, verdict in verdicts if verdict is not None and not verdict.compliant
+    ]
+    if broken:
+        return Compliance("False", "PolicyViolated", "violates " + " | ".join(broken))
+    return Compliance("True", "Compliant", "complies with " + ", ".join(name for name, _ in judging))
