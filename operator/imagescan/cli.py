@@ -60,6 +60,32 @@ def parser() -> argparse.ArgumentParser:
                          help="folder of manifests to apply (default ./examples; absent: one per demo pipeline)")
     sandbox.set_defaults(command=_sandbox)
 
+    findings = commands.add_parser(
+        "findings", help="explore findings like the Image Builder console: all, by vulnerability/pipeline/image",
+        description="Findings of ImagePipelines in the cluster (default) or of the whole AWS account "
+        "(--source aws). Also installed as kubectl-imagescan: `kubectl imagescan findings ...`.",
+    )
+    findings.add_argument("--by", choices=["vulnerability", "pipeline", "image"],
+                          help="group like the console (default: all findings, one row each)")
+    findings.add_argument("--severity", action="append", default=[], type=str.upper, metavar="SEVERITY",
+                          choices=["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED"],
+                          help="only findings of this severity (repeatable, any case); with --by pipeline/image: "
+                          "only rows that have such findings")
+    where = findings.add_mutually_exclusive_group()
+    where.add_argument("-n", "--namespace", help="namespace to list (default: the kubeconfig context's, else default)")
+    where.add_argument("-A", "--all-namespaces", action="store_true", help="list every namespace")
+    findings.add_argument("--pipeline", action="append", default=[], metavar="NAME",
+                          help="only this ImagePipeline (with --source aws: Image Builder pipeline) name (repeatable)")
+    findings.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table",
+                          help="table (default), or json / yaml rows for scripts")
+    findings.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    findings.add_argument("--source", choices=["cluster", "aws"], default="cluster",
+                          help="cluster: ImagePipeline status (default); aws: ask Image Builder for the whole account")
+    findings.add_argument("--region", help="AWS region with --source aws (default: AWS_REGION / the boto3 chain)")
+    findings.add_argument("--aws-endpoint-url", help="Image Builder endpoint with --source aws, e.g. an emulator "
+                          "(default: botocore's AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_IMAGEBUILDER)")
+    findings.set_defaults(command=_findings)
+
     emulator = commands.add_parser("emulator", help="serve the Image Builder + Inspector emulator", add_help=False)
     emulator.add_argument("rest", nargs=argparse.REMAINDER)
     emulator.set_defaults(command=_emulator)
@@ -123,6 +149,26 @@ def _sandbox(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms, fail_rate=args.fail_rate, operator=not args.no_operator,
         kubeconfig=args.kubeconfig, examples=args.examples,
     ))
+
+
+def _findings(args: argparse.Namespace) -> int:
+    from imagescan import views
+
+    view = args.by or "findings"
+    severities = views.normalize_severities(args.severity)
+    try:
+        if args.source == "aws":
+            client = views.aws_client(args.region, args.aws_endpoint_url)
+            shown = views.build_aws(view, client, severities=severities, names=args.pipeline)
+        else:
+            items = views.read_cluster(args.kubeconfig, args.namespace, args.all_namespaces, args.pipeline)
+            entries = views.parse_entries(items, warn=lambda text: print(f"warning: {text}", file=sys.stderr))
+            shown = views.build(view, entries=entries, severities=severities, namespaced=args.all_namespaces)
+    except views.ReadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(views.render(shown, args.output))
+    return 0
 
 
 def _emulator(args: argparse.Namespace) -> int:
