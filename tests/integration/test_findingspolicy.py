@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 from typing import Any
 
+import boto3
 import kubernetes.client
 
 from imagescan import GROUP, VERSION
+from imagescan.aws import findings as aws_findings
 from imagescan.emulator import server
 from tests.integration import harness
 from tests.integration.harness import wait_for
@@ -99,3 +102,33 @@ def test_pipelines_carry_a_policy_compliant_condition_naming_the_policies(
     })
     compliant = pipelines.wait_condition("svc", "PolicyCompliant", "True", "Compliant")
     assert compliant["message"] == "complies with lenient, strict"
+
+
+def test_rules_beyond_the_listed_findings_are_judged_exactly_with_one_listing(
+        emulator: server.Emulator, pipelines: harness.Pipelines, kube_client: kubernetes.client.ApiClient,
+) -> None:
+    arn = emulator.world.add_pipeline(name="wide", scanning_enabled=True, findings={"HIGH": 60, "MEDIUM": 40})
+    pipelines.create("wide", {"pipelineArn": arn, "findings": {"top": 5}})  # status lists 5 of 100 findings
+    pipelines.wait_ready("wide")
+    image = emulator.world.image_arns(arn)[-1]
+    raws = [emulator.world.expand(r) for r in emulator.world.findings("imageBuildVersionArn", image)]
+    fixable_highs = sum(1 for r in raws if r["severity"] == "HIGH" and r.get("fixAvailable") != "NO")
+    emulator.reset_calls()
+    policies = _policies(kube_client)
+    policies.create_namespaced_custom_object(GROUP, VERSION, harness.NAMESPACE, "findingspolicies", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy", "metadata": {"name": "fixable-highs"},
+        "spec": {"thresholds": {"high": fixable_highs}, "fixAvailableOnly": True},
+    })
+    status = wait_for(lambda: (s := _policy_status(policies, "fixable-highs")).get("pipelines") and s,
+                      what="policy evaluated")
+    verdict = status["pipelines"][0]
+    assert verdict["exact"] is True and verdict["compliant"] is True
+    assert verdict["counts"]["high"] == fixable_highs < 60
+    listing_calls = emulator.calls["ListImageScanFindings"]
+    per_page = aws_findings.page_size(boto3.client("imagebuilder", region_name="us-east-1"))
+    assert listing_calls == math.ceil(100 / per_page)  # one listing of the one image build, largest pages
+    pipelines.patch("wide", {"metadata": {"labels": {"touched": "yes"}}})  # re-evaluated, not re-read
+    wait_for(lambda: pipelines.condition("wide", "PolicyCompliant") is not None
+             and pipelines.condition("wide", "PolicyCompliant")["reason"] == "Compliant",  # type: ignore[index]
+             what="pipeline compliant from the cached listing")
+    assert emulator.calls["ListImageScanFindings"] == listing_calls

@@ -7,6 +7,7 @@ from typing import Any
 
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
+from imagescan.reconcile import details as details_
 from imagescan.reconcile import policy
 
 TODAY = datetime.date(2026, 11, 23)
@@ -108,3 +109,25 @@ def test_top_vulnerabilities_across_pipelines() -> None:
     top = policy.evaluate(_spec(), [WEB, API], TODAY).top_vulnerabilities
     assert [(t.vulnerability_id, t.pipelines) for t in top] == [("CVE-2", 2), ("CVE-1", 1)]
     assert top[0].fixed_in == ["1.2.3"]  # "NotAvailable" is not a version
+
+
+def test_full_listing_makes_a_verdict_exact() -> None:
+    many = _pipeline("many", [_finding("CVE-9", "HIGH", 8.0)], high=40)
+    listing = [details_.Detail(f"CVE-{i}", "HIGH", 7.5, "NO" if i % 2 else "YES") for i in range(40)]
+    spec = _spec(thresholds={"high": 25}, fixAvailableOnly=True)
+    approximate = policy.judge(spec, many, TODAY)
+    assert approximate is not None and not approximate.exact and not approximate.compliant
+    exact = policy.judge(spec, many, TODAY, listing)
+    assert exact is not None and exact.exact and exact.counts["high"] == 20 and exact.compliant
+
+
+def test_score_limit_sees_findings_beyond_the_listed_ones() -> None:
+    listing = [details_.Detail("CVE-1", "HIGH", 7.0, "YES"), details_.Detail("CVE-2", "HIGH", 8.9, "YES")]
+    pipeline = _pipeline("p", [], high=2)
+    verdict = policy.judge(_spec(maxInspectorScore=8.5), pipeline, TODAY, listing)
+    assert verdict is not None and not verdict.compliant and "CVE-2" in verdict.violations[0].message
+
+
+def test_details_key_follows_the_scope() -> None:
+    assert policy.details_key(_spec(), WEB) == ("imageBuildVersionArn", "arn:web", "1,1,0,0,0,0")
+    assert policy.details_key(_spec(scope="AllImages"), WEB) is None  # no pipeline identity in this status

@@ -7,6 +7,7 @@ expiring at midnight UTC); status is written only when the verdict changes.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -14,7 +15,8 @@ import kopf
 import pydantic
 
 from imagescan import GROUP, VERSION
-from imagescan.handlers import imagepipeline
+from imagescan.aws import errors
+from imagescan.handlers import imagepipeline, runtime
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
 from imagescan.models import kstatus
@@ -56,7 +58,8 @@ def index_policy(
 
 
 async def evaluate(
-        body: kopf.Body, patch: kopf.Patch, namespace: str | None, logger: kopf.Logger, **kwargs: Any,
+        body: kopf.Body, patch: kopf.Patch, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger,
+        **kwargs: Any,
 ) -> None:
     pipelines_by_namespace: kopf.Index[str | None, policy.Pipeline] = kwargs[INDEX]  # kopf injects indexes by id
     generation = int(body.meta.get("generation") or 0)
@@ -67,7 +70,12 @@ async def evaluate(
         _write(patch, body, previous, _invalid(previous, exc, generation))
         return
     today = datetime.datetime.now(datetime.UTC).date()
-    result = policy.evaluate(spec, list(pipelines_by_namespace.get(namespace, [])), today)
+    shared: runtime.Runtime = memo.runtime
+    pipelines = list(pipelines_by_namespace.get(namespace, []))
+    result = policy.evaluate(spec, pipelines, today, shared.cached_details)
+    if any(not verdict.exact for verdict in result.verdicts):
+        await _fetch_details(shared, spec, pipelines, {v.name for v in result.verdicts if not v.exact}, logger)
+        result = policy.evaluate(spec, pipelines, today, shared.cached_details)
     message = (f"{result.totals.violating} of {result.totals.selected} selected pipeline(s) break the policy"
                + (f", {result.totals.unknown} without findings yet" if result.totals.unknown else ""))
     status = fp.FindingsPolicyStatus(
@@ -82,6 +90,22 @@ async def evaluate(
         _post_events(body, previous, status)
         _write(patch, body, previous, status)
         logger.debug("evaluated: %s", message)
+
+
+async def _fetch_details(shared: runtime.Runtime, spec: fp.FindingsPolicySpec, pipelines: list[policy.Pipeline],
+                         names: set[str], logger: kopf.Logger) -> None:
+    """Read every finding of the builds whose verdicts the listed top-N could not settle (cached per build)."""
+    loop = asyncio.get_running_loop()
+    for pipeline in pipelines:
+        key = policy.details_key(spec, pipeline)
+        where = pipeline.status.pipeline
+        if pipeline.name not in names or key is None or where is None:
+            continue
+        client = shared.clients.imagebuilder(where.region)
+        try:
+            await loop.run_in_executor(shared.executor, shared.details.fetch, client, key)
+        except errors.AwsError as exc:
+            logger.warning("could not read every finding of %s to judge it exactly: %s", pipeline.name, exc.message)
 
 
 def _previous(body: kopf.Body) -> fp.FindingsPolicyStatus:

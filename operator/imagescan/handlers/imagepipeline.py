@@ -59,7 +59,7 @@ async def resync(
         return
     previous = shared.last_written(uid)
     if previous is not None:
-        judged = _with_compliance(previous, previous, body, kwargs.get(POLICY_INDEX))
+        judged = _with_compliance(previous, previous, body, kwargs.get(POLICY_INDEX), shared)
         if judged.conditions != previous.conditions:
             shared.remember(uid, _write_status(patch, body, judged))
 
@@ -116,7 +116,7 @@ async def _reconcile(
         status = outcome.status.model_copy(
             update={"last_handled_reconcile_at": body.meta.annotations.get(RECONCILE_ANNOTATION)},
         )
-        status = _with_compliance(status, previous, body, policies)
+        status = _with_compliance(status, previous, body, policies, shared)
         shared.remember(uid, _write_status(patch, body, pipeline.fit(status)))
         _post_events(body, previous, outcome, logger)
         if outcome.error is None:
@@ -131,11 +131,13 @@ async def _reconcile(
 
 def _with_compliance(
         status: m.ImagePipelineStatus, previous: m.ImagePipelineStatus, body: kopf.Body, policies: Policies | None,
+        shared: runtime_.Runtime,
 ) -> m.ImagePipelineStatus:
     """The status with its PolicyCompliant condition judged against the namespace's policies."""
     judged = policy.Pipeline(name=body.meta.name or "", labels=dict(body.meta.labels), status=status)
     in_namespace = list(policies.get(body.meta.namespace, [])) if policies is not None else []
-    verdict = policy.compliance(judged, in_namespace, datetime.datetime.now(datetime.UTC).date())
+    verdict = policy.compliance(judged, in_namespace, datetime.datetime.now(datetime.UTC).date(),
+                                shared.cached_details)
     wanted = kstatus.make(kstatus.Type.POLICY_COMPLIANT, verdict.status, verdict.reason, verdict.message,
                           status.observed_generation)
     before = [c for c in previous.conditions if c.type == kstatus.Type.POLICY_COMPLIANT]

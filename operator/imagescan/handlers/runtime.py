@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+from typing import Any
 
 from imagescan.aws import clients as aws_clients
 from imagescan.models import imagepipeline as m
-from imagescan.reconcile import findings, schedule
+from imagescan.reconcile import details, findings, policy, schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Runtime:
         self.config = config
         self.clients = aws_clients.Clients(config.aws)
         self.buckets = findings.AccountBuckets()
+        self.details = details.DetailCache()
         self.schedule = schedule.Schedule()
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.aws.workers, thread_name_prefix="imagescan-aws",
@@ -55,6 +57,11 @@ class Runtime:
     def last_written(self, uid: str) -> m.ImagePipelineStatus | None:
         data = self._written.get(uid)
         return m.ImagePipelineStatus.model_validate_json(data) if data is not None else None
+
+    def cached_details(self, pipeline: policy.Pipeline, spec: Any) -> tuple[details.Detail, ...] | None:
+        """Every finding of the builds a policy judges, if the operator has read them (never fetches)."""
+        key = policy.details_key(spec, pipeline)
+        return self.details.get(key) if key is not None else None
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

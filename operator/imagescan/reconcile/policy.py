@@ -1,20 +1,21 @@
 """Judge ImagePipelines against a FindingsPolicy, from what their status already holds.
 
 No AWS call happens here: counts of all six severities and the worst findings are in each pipeline's
-status. Exemptions and the fix filter can only be applied to findings the status lists; where a rule would
-need more (a severity whose findings are not all listed), the verdict says it is not exact rather than
-pretending.
+status. Exemptions, the fix filter and the score limit apply per finding; where a rule needs findings the
+status does not list, the verdict says it is not exact, and the caller can fetch the build's full list
+(``reconcile.details``) and pass it in through ``details`` to judge exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
+from imagescan.reconcile import details as details_
 from imagescan.reconcile import findings as findings_
 
 SEVERITY_FIELDS = ("critical", "high", "medium", "low", "informational", "untriaged")
@@ -30,6 +31,14 @@ class Pipeline:
     status: ip.ImagePipelineStatus
 
 
+Listed = ip.Finding | details_.Detail
+Lookup = Callable[["Pipeline", fp.FindingsPolicySpec], Sequence[details_.Detail] | None]
+
+
+def no_details(pipeline: Pipeline, spec: fp.FindingsPolicySpec) -> None:
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     totals: fp.Totals
@@ -38,10 +47,11 @@ class Evaluation:
     expired_exemptions: list[str]
 
 
-def evaluate(spec: fp.FindingsPolicySpec, pipelines: Iterable[Pipeline], today: datetime.date) -> Evaluation:
+def evaluate(spec: fp.FindingsPolicySpec, pipelines: Iterable[Pipeline], today: datetime.date,
+             details: Lookup = no_details) -> Evaluation:
     selector = spec.selector or fp.LabelSelector()
     selected = sorted((p for p in pipelines if selector.matches(p.labels)), key=lambda p: p.name)
-    judged = [(p, judge(spec, p, today)) for p in selected]
+    judged = [(p, judge(spec, p, today, details(p, spec))) for p in selected]
     verdicts = [v for _, v in judged if v is not None]
     totals = fp.Totals(
         selected=len(selected),
@@ -55,22 +65,29 @@ def evaluate(spec: fp.FindingsPolicySpec, pipelines: Iterable[Pipeline], today: 
     return Evaluation(totals, listed, top_vulnerabilities(counted.values()), expired)
 
 
-def judge(spec: fp.FindingsPolicySpec, pipeline: Pipeline, today: datetime.date) -> fp.PipelineVerdict | None:
-    """The verdict for one pipeline; None while it has no findings summary to judge."""
+def judge(spec: fp.FindingsPolicySpec, pipeline: Pipeline, today: datetime.date,
+          details: Sequence[details_.Detail] | None = None) -> fp.PipelineVerdict | None:
+    """The verdict for one pipeline; None while it has no findings summary to judge. With ``details``
+    (every finding of the judged builds) it is exact; without, it works from the listed worst findings."""
     summary = pipeline.status.findings
     counts = _scoped_counts(spec, summary)
     if summary is None or counts is None:
         return None
     listed = summary.top if spec.scope == "LatestImage" or summary.latest_image is None else []
-    discounted = [f for f in listed if not _counts(spec, pipeline, f, today)]
-    adjusted = {field: getattr(counts, field) for field in SEVERITY_FIELDS}
-    for finding in discounted:
-        field = finding.severity.lower()
-        if field in adjusted:
-            adjusted[field] = max(0, adjusted[field] - 1)
-    exact = _exact(spec, pipeline, counts, listed, today)
-    kept = [f for f in listed if f not in discounted]
-    violations = _threshold_violations(spec, adjusted) + _score_violations(spec, kept)
+    kept = [f for f in listed if _counts(spec, pipeline, f, today)]
+    scored: Sequence[Listed] = kept
+    if details is not None:
+        scored = [d for d in details if _counts(spec, pipeline, d, today)]
+        adjusted = {field: sum(1 for d in scored if d.severity.lower() == field) for field in SEVERITY_FIELDS}
+        exact = True
+    else:
+        adjusted = {field: getattr(counts, field) for field in SEVERITY_FIELDS}
+        for finding in listed:
+            field = finding.severity.lower()
+            if finding not in kept and field in adjusted:
+                adjusted[field] = max(0, adjusted[field] - 1)
+        exact = _exact(spec, pipeline, counts, listed, today)
+    violations = _threshold_violations(spec, adjusted) + _score_violations(spec, scored)
     return fp.PipelineVerdict(
         name=pipeline.name, compliant=not violations, violations=violations, counts=adjusted,
         worst=[f.vulnerability_id for f in kept[:5]], exact=exact,
@@ -109,14 +126,32 @@ def _scoped_counts(spec: fp.FindingsPolicySpec, summary: ip.FindingsStatus | Non
     return summary.latest_image.severity_counts if summary.latest_image else None
 
 
-def _counts(spec: fp.FindingsPolicySpec, pipeline: Pipeline, finding: ip.Finding, today: datetime.date) -> bool:
+def details_key(spec: fp.FindingsPolicySpec, pipeline: Pipeline) -> details_.Key | None:
+    """Which findings listing would make this pipeline's verdict exact."""
+    summary = pipeline.status.findings
+    if summary is None:
+        return None
+    if spec.scope == "AllImages":
+        if pipeline.status.pipeline is None:
+            return None
+        return ("imagePipelineArn", pipeline.status.pipeline.arn, _fingerprint(summary.severity_counts))
+    if summary.latest_image is None:
+        return None
+    return ("imageBuildVersionArn", summary.latest_image.arn, _fingerprint(summary.latest_image.severity_counts))
+
+
+def _fingerprint(counts: ip.SeverityCounts) -> str:
+    return details_.counts_fingerprint([getattr(counts, field) for field in SEVERITY_FIELDS])
+
+
+def _counts(spec: fp.FindingsPolicySpec, pipeline: Pipeline, finding: Listed, today: datetime.date) -> bool:
     """Whether a listed finding counts against the policy."""
     if spec.fix_available_only and (finding.fix_available or UNFIXED) == UNFIXED:
         return False
     return not any(_exempts(e, pipeline, finding, today) for e in spec.exemptions)
 
 
-def _exempts(exemption: fp.Exemption, pipeline: Pipeline, finding: ip.Finding, today: datetime.date) -> bool:
+def _exempts(exemption: fp.Exemption, pipeline: Pipeline, finding: Listed, today: datetime.date) -> bool:
     return (
         exemption.vulnerability_id == finding.vulnerability_id
         and not _expired(exemption, today)
@@ -157,7 +192,7 @@ def _threshold_violations(spec: fp.FindingsPolicySpec, adjusted: dict[str, int])
     return violations
 
 
-def _score_violations(spec: fp.FindingsPolicySpec, kept: list[ip.Finding]) -> list[fp.Violation]:
+def _score_violations(spec: fp.FindingsPolicySpec, kept: Sequence[Listed]) -> list[fp.Violation]:
     """Listed findings are worst first, so the highest counted score is among them whenever any counts."""
     limit = spec.max_inspector_score
     if limit is None:
@@ -183,6 +218,7 @@ class Compliance:
 
 def compliance(
         pipeline: Pipeline, policies: Iterable[tuple[str, fp.FindingsPolicySpec]], today: datetime.date,
+        details: Lookup = no_details,
 ) -> Compliance:
     """Judge one pipeline against every policy in its namespace that selects it, naming them."""
     judging = sorted(
@@ -190,7 +226,7 @@ def compliance(
     )
     if not judging:
         return Compliance("True", "NoPolicy", "no FindingsPolicy in this namespace selects this pipeline")
-    verdicts = [(name, spec, judge(spec, pipeline, today)) for name, spec in judging]
+    verdicts = [(name, spec, judge(spec, pipeline, today, details(pipeline, spec))) for name, spec in judging]
     if any(verdict is None for _, _, verdict in verdicts):
         names = ", ".join(name for name, _ in judging)
         return Compliance("Unknown", "NoFindings", f"no findings to judge yet (policies: {names})")
