@@ -17,6 +17,7 @@ import pydantic
 from imagescan import GROUP, VERSION
 from imagescan.aws import errors
 from imagescan.handlers import imagepipeline, runtime
+from imagescan.handlers import status as status_
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
 from imagescan.models import kstatus
@@ -67,7 +68,7 @@ async def evaluate(
     try:
         spec = fp.FindingsPolicySpec.model_validate(dict(body.spec))
     except pydantic.ValidationError as exc:
-        _write(patch, body, previous, _invalid(previous, exc, generation))
+        status_.replace(patch, body, status_.invalid_spec(previous, status_.problems(exc), generation))
         return
     today = datetime.datetime.now(datetime.UTC).date()
     shared: runtime.Runtime = memo.runtime
@@ -88,7 +89,7 @@ async def evaluate(
     )
     if _changed(previous, status):
         _post_events(body, previous, status)
-        _write(patch, body, previous, status)
+        status_.replace(patch, body, status)
         logger.debug("evaluated: %s", message)
 
 
@@ -119,29 +120,6 @@ def _changed(previous: fp.FindingsPolicyStatus, new: fp.FindingsPolicyStatus) ->
     """Anything but the evaluation time: a tick that finds nothing new writes nothing."""
     ignore = {"last_evaluated"}
     return bool(previous.model_dump(exclude=ignore) != new.model_dump(exclude=ignore))
-
-
-def _invalid(
-        previous: fp.FindingsPolicyStatus, exc: pydantic.ValidationError, generation: int,
-) -> fp.FindingsPolicyStatus:
-    problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-    return previous.model_copy(update={
-        "observed_generation": generation,
-        "conditions": kstatus.merge(previous.conditions, [
-            kstatus.make(kstatus.Type.READY, "False", "InvalidSpec", problems, generation),
-            kstatus.make(kstatus.Type.STALLED, "True", "InvalidSpec", problems, generation),
-        ]),
-    })
-
-
-def _write(patch: kopf.Patch, body: kopf.Body, previous: fp.FindingsPolicyStatus,
-           status: fp.FindingsPolicyStatus) -> None:
-    new = status.to_k8s()
-    for key in body.status:
-        if key not in new:
-            patch.status[key] = None
-    for key, value in new.items():
-        patch.status[key] = value
 
 
 def _post_events(body: kopf.Body, previous: fp.FindingsPolicyStatus, status: fp.FindingsPolicyStatus) -> None:

@@ -19,6 +19,7 @@ import pydantic
 from imagescan import GROUP, VERSION
 from imagescan.aws import errors
 from imagescan.handlers import runtime as runtime_
+from imagescan.handlers import status as status_
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as m
 from imagescan.models import kstatus
@@ -61,7 +62,7 @@ async def resync(
     if previous is not None:
         judged = _with_compliance(previous, previous, body, kwargs.get(POLICY_INDEX), shared)
         if judged.conditions != previous.conditions:
-            shared.remember(uid, _write_status(patch, body, judged))
+            shared.remember(uid, status_.replace(patch, body, judged))
 
 
 async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
@@ -117,7 +118,7 @@ async def _reconcile(
             update={"last_handled_reconcile_at": body.meta.annotations.get(RECONCILE_ANNOTATION)},
         )
         status = _with_compliance(status, previous, body, policies, shared)
-        shared.remember(uid, _write_status(patch, body, pipeline.fit(status)))
+        shared.remember(uid, status_.replace(patch, body, pipeline.fit(status)))
         _post_events(body, previous, outcome, logger)
         if outcome.error is None:
             shared.schedule.succeeded(
@@ -171,35 +172,14 @@ async def _in_thread(shared: runtime_.Runtime, fn: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(shared.executor, fn, *args)
 
 
-def _write_status(patch: kopf.Patch, body: kopf.Body, status: m.ImagePipelineStatus) -> m.ImagePipelineStatus:
-    """Replace the whole status through a merge patch: keys no longer present are set to null."""
-    new = status.to_k8s()
-    for key in body.status:
-        if key not in new:
-            patch.status[key] = None
-    for key, value in new.items():
-        patch.status[key] = value
-    return status
-
-
 def _write_invalid_spec(
         body: kopf.Body, patch: kopf.Patch, previous: m.ImagePipelineStatus, exc: pydantic.ValidationError,
 ) -> m.ImagePipelineStatus:
-    problems = "; ".join(
-        f"spec.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" if error["loc"] else error["msg"]
-        for error in exc.errors()
-    )
-    generation = int(body.meta.get("generation") or 0)
-    wanted = [
-        kstatus.make(kstatus.Type.READY, "False", "InvalidSpec", problems, generation),
-        kstatus.make(kstatus.Type.STALLED, "True", "InvalidSpec", problems, generation),
-    ]
-    status = previous.model_copy(update={
-        "observed_generation": generation, "conditions": kstatus.merge(previous.conditions, wanted),
-    })
+    message = status_.problems(exc)
     if _ready_reason(previous) != "InvalidSpec":
-        kopf.warn(body, reason="InvalidSpec", message=problems)
-    return _write_status(patch, body, status)
+        kopf.warn(body, reason="InvalidSpec", message=message)
+    generation = int(body.meta.get("generation") or 0)
+    return status_.replace(patch, body, status_.invalid_spec(previous, message, generation))
 
 
 def _ready_reason(status: m.ImagePipelineStatus) -> str | None:

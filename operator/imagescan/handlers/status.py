@@ -1,0 +1,44 @@
+"""Status writing the handlers share: whole-status replacement, and the InvalidSpec answer to a bad spec."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import kopf
+import pydantic
+
+from imagescan.models import findingspolicy as fp
+from imagescan.models import imagepipeline as ip
+from imagescan.models import kstatus
+
+S = TypeVar("S", ip.ImagePipelineStatus, fp.FindingsPolicyStatus)
+
+
+def replace(patch: kopf.Patch, body: kopf.Body, status: S) -> S:
+    """Replace the whole status through a merge patch: keys no longer present are set to null."""
+    new = status.to_k8s()
+    for key in body.status:
+        if key not in new:
+            patch.status[key] = None
+    for key, value in new.items():
+        patch.status[key] = value
+    return status
+
+
+def problems(exc: pydantic.ValidationError) -> str:
+    """What is wrong with a spec, naming each field as the user wrote it."""
+    return "; ".join(
+        f"spec.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" if error["loc"] else error["msg"]
+        for error in exc.errors()
+    )
+
+
+def invalid_spec(previous: S, message: str, generation: int) -> S:
+    """The previous status with Ready=False and Stalled=True for a spec that must be fixed."""
+    return previous.model_copy(update={
+        "observed_generation": generation,
+        "conditions": kstatus.merge(previous.conditions, [
+            kstatus.make(kstatus.Type.READY, "False", "InvalidSpec", message, generation),
+            kstatus.make(kstatus.Type.STALLED, "True", "InvalidSpec", message, generation),
+        ]),
+    })
