@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from imagescan.aws import clients as aws_clients
 
 if TYPE_CHECKING:
+    from imagescan.admission import server as admission_server
     from imagescan.handlers import runtime
 
 
@@ -37,6 +38,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=10, help="threads for AWS calls (default 10)")
     run.add_argument("--tick", type=float, default=10.0, help="seconds between due-checks per object (default 10)")
     run.add_argument("--liveness", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    webhook = run.add_argument_group("admission webhook (FindingsPolicy Warn / Deny); off unless --webhook-port")
+    webhook.add_argument("--webhook-port", type=int, help="serve the validating webhook over HTTPS on this port")
+    webhook.add_argument("--webhook-addr", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    webhook.add_argument("--webhook-cert", help="serving certificate, PEM (e.g. cert-manager's tls.crt); "
+                         "re-read when it changes. Default: a self-signed one generated at start-up")
+    webhook.add_argument("--webhook-key", help="private key of --webhook-cert, PEM (tls.key)")
+    webhook.add_argument("--webhook-dns-name", action="append", default=[], metavar="NAME",
+                         help="a name the self-signed certificate is valid for (repeatable; default "
+                         "imagescan-webhook.imagescan-system.svc[.cluster.local])")
+    webhook.add_argument("--webhook-cert-dir", help="where to write the self-signed certificate, key and ca.crt "
+                         "(default: a new temporary folder)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(command=_run)
 
@@ -118,6 +130,20 @@ def run_config(args: argparse.Namespace) -> runtime.Config:
         namespaces=tuple(args.namespace),
         clusterwide=not args.namespace,
         liveness_endpoint=args.liveness,
+        webhook=_webhook_settings(args),
+    )
+
+
+def _webhook_settings(args: argparse.Namespace) -> admission_server.Settings | None:
+    from imagescan.admission import server
+
+    if args.webhook_port is None:
+        return None
+    if bool(args.webhook_cert) != bool(args.webhook_key):
+        raise SystemExit("imagescan run: --webhook-cert and --webhook-key go together")
+    return server.Settings(
+        port=args.webhook_port, addr=args.webhook_addr, cert=args.webhook_cert, key=args.webhook_key,
+        dns_names=tuple(args.webhook_dns_name) or server.SERVICE_NAMES, cert_dir=args.webhook_cert_dir,
     )
 
 

@@ -11,7 +11,7 @@ import threading
 
 import kopf
 
-from imagescan.handlers import findingspolicy, imagepipeline, lifecycle, runtime
+from imagescan.handlers import admission, findingspolicy, imagepipeline, lifecycle, runtime
 
 
 def registry(config: runtime.Config) -> kopf.OperatorRegistry:
@@ -19,6 +19,7 @@ def registry(config: runtime.Config) -> kopf.OperatorRegistry:
     lifecycle.register(built)
     imagepipeline.register(built, tick=config.tick)
     findingspolicy.register(built, tick=config.tick)
+    admission.register(built, config)
     return built
 
 

@@ -95,15 +95,27 @@ def test_examples_cover_the_documented_cases() -> None:
     assert specs["imagepipeline-observe.yaml"].management_policy == "Observe"
 
 
-def test_kustomization_lists_files_that_exist() -> None:
-    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
-    resources = kustomization["resources"]
-    assert "../crds" in resources
-    for resource in resources:
-        assert (DEPLOY / resource).exists(), f"{resource} does not exist"
-    listed = {(DEPLOY / r).resolve() for r in resources}
-    manifests = {p.resolve() for p in DEPLOY.glob("*.yaml")} - {(DEPLOY / "kustomization.yaml").resolve()}
-    assert manifests <= listed, f"not in kustomization.yaml: {sorted(p.name for p in manifests - listed)}"
+def test_kustomizations_list_files_that_exist() -> None:
+    for folder in (DEPLOY, DEPLOY / "base", DEPLOY / "webhook"):
+        kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        listed = {(folder / r).resolve() for r in kustomization["resources"]}
+        listed |= {(folder / p["path"]).resolve() for p in kustomization.get("patches", [])}
+        assert all(path.exists() for path in listed), f"{folder}: {sorted(map(str, listed))}"
+        manifests = {p.resolve() for p in folder.glob("*.yaml")} - {(folder / "kustomization.yaml").resolve()}
+        assert manifests <= listed, f"not in {folder}/kustomization.yaml: {sorted(p.name for p in manifests - listed)}"
+    assert "../../crds" in yaml.safe_load((DEPLOY / "base" / "kustomization.yaml").read_text())["resources"]
+
+
+def test_plain_install_has_no_webhook_and_the_overlay_wires_it() -> None:
+    assert not [d for d in _deploy_docs() if d["kind"] == "ValidatingWebhookConfiguration"]
+    rendered = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "webhook")], check=True, capture_output=True,
+                              text=True).stdout
+    docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    assert _one(docs, "ValidatingWebhookConfiguration", "imagescan-findingspolicy")
+    container = _one(docs, "Deployment", "imagescan-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert "--webhook-port=9443" in container["args"] and "--all-namespaces" in container["args"]
+    assert {p["containerPort"] for p in container["ports"]} == {8080, 9443}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def _granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:

@@ -7,6 +7,7 @@ import concurrent.futures
 import dataclasses
 from typing import Any
 
+from imagescan.admission import server as admission_server
 from imagescan.aws import clients as aws_clients
 from imagescan.models import imagepipeline as m
 from imagescan.reconcile import details, findings, policy, schedule
@@ -22,6 +23,8 @@ class Config:
     namespaces: tuple[str, ...] = ()
     clusterwide: bool = False
     liveness_endpoint: str | None = None
+    webhook: admission_server.Settings | None = None
+    """Serve the admission webhook (FindingsPolicy gating) this way; None: no webhook, no port opened."""
 
 
 class Runtime:

@@ -1,0 +1,127 @@
+"""Judge the images an object runs: which pipelines built them, and which FindingsPolicies those break.
+
+An image is matched against the output URIs (container images) or AMI ids of each pipeline's latest build,
+as its status reports them; anything not found there is unknown and allowed. A matched pipeline is judged
+with ``policy.judge`` against every policy that selects it, in the same namespace as the policy would judge
+it anyway: the workload's namespace for container images; for AMIs, which an EC2NodeClass (cluster-scoped)
+uses, the pipeline's own namespace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable, Iterable, Mapping
+
+from imagescan.admission import images, workloads
+from imagescan.models import findingspolicy as fp
+from imagescan.models import imagepipeline as ip
+from imagescan.reconcile import policy
+
+Namespace = str | None
+Policies = Callable[[Namespace], Iterable[tuple[str, fp.FindingsPolicySpec]]]
+MAX_WORST = 3  # warnings over 256 characters may be cut short by the API server
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    """A pipeline whose latest build produced an image, and where the pipeline lives."""
+
+    namespace: Namespace
+    pipeline: policy.Pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class Breach:
+    """One image, built by a pipeline that breaks one policy."""
+
+    image: str
+    where: tuple[str, ...]
+    policy: str
+    policy_namespace: Namespace
+    enforcement: str
+    pipeline: str
+    verdict: fp.PipelineVerdict
+
+    @property
+    def message(self) -> str:
+        rules = "; ".join(v.message for v in self.verdict.violations)
+        counts = ", ".join(f"{n} {severity}" for severity, n in self.verdict.counts.items() if n)
+        worst = ", ".join(self.verdict.worst[:MAX_WORST])
+        short = self.image.rsplit("/", 1)[-1]  # the repository's last part and tag: warnings must stay short
+        return (f"{', '.join(self.where)} ({short}): ImagePipeline {self.pipeline} breaks "
+                f"FindingsPolicy {self.policy} ({self.enforcement}): {rules}"
+                + (f"; counts: {counts}" if counts else "")
+                + (f"; worst: {worst}" if worst else ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    breaches: tuple[Breach, ...] = ()
+
+    def by_enforcement(self, enforcement: str) -> list[Breach]:
+        return [b for b in self.breaches if b.enforcement == enforcement]
+
+
+def container_catalogue(namespace: Namespace, pipelines: Iterable[policy.Pipeline]) -> dict[str, list[Built]]:
+    """Normalised output image keys of each pipeline's latest build, to the pipelines that built them."""
+    found: dict[str, list[Built]] = {}
+    for pipeline in pipelines:
+        latest = _latest(pipeline)
+        for uri in (latest.container_images or []) if latest else []:
+            ref = images.parse(uri)
+            if ref is not None:
+                found.setdefault(ref.key, []).append(Built(namespace, pipeline))
+    return found
+
+
+def ami_catalogue(pipelines: Mapping[Namespace, Iterable[policy.Pipeline]]) -> dict[str, list[Built]]:
+    """AMI ids of each pipeline's latest build (every namespace: AMIs are used by cluster-scoped objects)."""
+    found: dict[str, list[Built]] = {}
+    for namespace, listed in pipelines.items():
+        for pipeline in listed:
+            latest = _latest(pipeline)
+            for ami in (latest.amis or []) if latest else []:
+                found.setdefault(ami, []).append(Built(namespace, pipeline))
+    return found
+
+
+def decide(
+        uses: Iterable[workloads.ImageUse], catalogue: Mapping[str, list[Built]], policies: Policies,
+        today: datetime.date, *, by_reference: bool = True,
+) -> Decision:
+    """Every (image, pipeline, policy) the object breaks, one per image however many containers share it.
+
+    ``by_reference``: container image references are normalised before matching; AMI ids are compared as
+    they are.
+    """
+    where: dict[str, list[str]] = {}
+    for use in uses:
+        where.setdefault(use.image, []).append(use.where)
+    breaches = []
+    for image, places in where.items():
+        key = _key(image) if by_reference else image
+        for built in catalogue.get(key, []) if key else []:
+            breaches.extend(_breaches(image, tuple(places), built, policies, today))
+    return Decision(tuple(breaches))
+
+
+def _breaches(image: str, where: tuple[str, ...], built: Built, policies: Policies,
+              today: datetime.date) -> list[Breach]:
+    found = []
+    for name, spec in sorted(policies(built.namespace), key=lambda item: item[0]):
+        if not (spec.selector or fp.LabelSelector()).matches(built.pipeline.labels):
+            continue
+        verdict = policy.judge(spec, built.pipeline, today)
+        if verdict is not None and not verdict.compliant:  # no findings yet: unknown, allowed
+            found.append(Breach(image, where, name, built.namespace, spec.enforcement, built.pipeline.name, verdict))
+    return found
+
+
+def _key(image: str) -> str | None:
+    ref = images.parse(image)
+    return ref.key if ref is not None else None
+
+
+def _latest(pipeline: policy.Pipeline) -> ip.LatestImage | None:
+    return pipeline.status.findings.latest_image if pipeline.status.findings else None
