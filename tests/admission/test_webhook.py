@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from imagescan.emulator import ecr
 from tests.admission.conftest import NAMESPACE, Gate
 from tests.integration.harness import wait_for
 
@@ -98,10 +99,15 @@ def test_unknown_images_are_allowed(gate: Gate, image: str) -> None:
     assert response["allowed"] is True and not response.get("warnings")
 
 
-def test_digest_pinned_reference_to_a_violating_tag_is_unknown(gate: Gate) -> None:
-    """Status carries tags, not digests: a digest names the image that runs, whatever the tag says."""
-    pinned = gate.images["denied"] + "@sha256:" + "b" * 64
-    assert gate.review(_pod(pinned)).response["allowed"] is True
+def test_digest_pinned_reference_is_judged_by_its_digest(gate: Gate) -> None:
+    """The operator resolves output tags to digests with ECR; a digest names the image that runs, whatever
+    the tag next to it says."""
+    repository = gate.images["denied"].rsplit(":", 1)[0]
+    digest = ecr.digest_of(gate.images["denied"])
+    assert gate.review(_pod(f"{repository}@{digest}")).response["allowed"] is False
+    assert gate.review(_pod(f"{gate.images['denied']}@{digest}")).response["allowed"] is False
+    unknown = gate.images["denied"] + "@sha256:" + "b" * 64  # a violating tag, but another image
+    assert gate.review(_pod(unknown)).response["allowed"] is True
 
 
 def test_reference_is_normalised_before_matching(gate: Gate) -> None:

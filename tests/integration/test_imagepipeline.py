@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from imagescan.emulator import server
+from imagescan.emulator import ecr, server
 from tests.integration import harness
 from tests.integration.harness import wait_for
 
@@ -55,6 +55,8 @@ def test_findings_counts_and_top_match_aws(emulator: server.Emulator, pipelines:
     assert counts["total"] == sum(FINDINGS.values())
     assert found["severityCounts"]["total"] >= counts["total"]  # pipeline: every image it still has
     assert latest["containerImages"] and latest["arn"].startswith(arn.replace("image-pipeline", "image"))
+    repository = latest["containerImages"][0].rsplit(":", 1)[0]
+    assert latest["containerImageDigests"] == [f"{repository}@{ecr.digest_of(latest['containerImages'][0])}"]
 
     top = found["top"]
     assert len(top) == 5

@@ -68,7 +68,8 @@ def container_catalogue(namespace: Namespace, pipelines: Iterable[policy.Pipelin
     found: dict[str, list[Built]] = {}
     for pipeline in pipelines:
         latest = _latest(pipeline)
-        for uri in (latest.container_images or []) if latest else []:
+        # Tagged URIs from Image Builder, and the same images by digest (resolved with ECR) for pinned pods.
+        for uri in [*(latest.container_images or []), *(latest.container_image_digests or [])] if latest else []:
             ref = images.parse(uri)
             if ref is not None:
                 found.setdefault(ref.key, []).append(Built(namespace, pipeline))

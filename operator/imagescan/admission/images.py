@@ -3,8 +3,9 @@
 The Image Builder status lists output URIs such as ``123456789012.dkr.ecr.us-east-1.amazonaws.com/repo:1.0.0-1``,
 while pods may spell the same image differently (upper-case registry, ``docker.io`` implied...). Only an
 exact repository + tag match counts: a tag names one build here because Image Builder tags each build with
-its version. A reference pinned by digest runs whatever the digest names, whatever its tag says, so it can
-only match an output URI that carries the same digest; today's status never does, so such images are unknown.
+its version. A reference pinned by digest runs whatever the digest names, whatever its tag says, so it
+matches only the same digest: the operator resolves each output URI to its digest with ECR
+(``latestImage.containerImageDigests``); a digest it has not seen is unknown.
 """
 
 from __future__ import annotations

@@ -51,7 +51,10 @@ class Clients:
     def inspector2(self, region: str | None = None) -> Any:
         return self._get("inspector2", region or self.default_region)
 
-    def _get(self, service: Literal["imagebuilder", "inspector2"], region: str) -> Any:
+    def ecr(self, region: str | None = None) -> Any:
+        return self._get("ecr", region or self.default_region)
+
+    def _get(self, service: Literal["imagebuilder", "inspector2", "ecr"], region: str) -> Any:
         key = (service, region)
         with self._lock:
             client = self._clients.get(key)

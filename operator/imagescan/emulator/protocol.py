@@ -1,6 +1,7 @@
-"""REST-JSON wire protocol, driven entirely by botocore's own service models.
+"""REST-JSON and JSON wire protocols, driven entirely by botocore's own service models.
 
-Routing (HTTP method + ``requestUri``), where each input member travels (query string, header, body) and which
+Routing (HTTP method + ``requestUri`` for REST-JSON, the ``X-Amz-Target`` header for JSON services such as
+ECR), where each input member travels (query string, header, body) and which
 HTTP status an error code carries all come from ``botocore.session.get_session().get_service_model(...)``. That
 way the emulator accepts exactly what the real boto3 client sends and nothing is hand-copied that could drift.
 """
@@ -20,10 +21,13 @@ from imagescan.emulator import errors
 
 IMAGEBUILDER = "imagebuilder"
 INSPECTOR2 = "inspector2"
-SERVICES = (IMAGEBUILDER, INSPECTOR2)
+ECR = "ecr"
+SERVICES = (IMAGEBUILDER, INSPECTOR2, ECR)
 
 # Each service rejects malformed input with its own modeled code.
-_VALIDATION_CODE = {IMAGEBUILDER: "InvalidRequestException", INSPECTOR2: "ValidationException"}
+_VALIDATION_CODE = {
+    IMAGEBUILDER: "InvalidRequestException", INSPECTOR2: "ValidationException", ECR: "InvalidParameterException",
+}
 # SigV4: "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/imagebuilder/aws4_request, SignedHeaders=..."
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
@@ -35,10 +39,15 @@ class Service:
         self.name = name
         self.model: bmodel.ServiceModel = botocore.session.get_session().get_service_model(name)
         self.routes: dict[tuple[str, str], bmodel.OperationModel] = {}
+        self.targets: dict[str, bmodel.OperationModel] = {}
+        self.json_protocol = self.model.metadata.get("protocol") == "json"
         for op_name in self.model.operation_names:
             op = self.model.operation_model(op_name)
-            path = op.http["requestUri"].split("?", 1)[0]
-            self.routes[(op.http["method"], path)] = op
+            if self.json_protocol:
+                self.targets[f"{self.model.metadata['targetPrefix']}.{op_name}"] = op
+            else:
+                path = op.http["requestUri"].split("?", 1)[0]
+                self.routes[(op.http["method"], path)] = op
         self.error_status: dict[str, int] = {
             shape.name: int(shape.metadata.get("error", {}).get("httpStatusCode", 400))
             for shape in self.model.error_shapes
@@ -49,8 +58,10 @@ class Service:
         """HTTP status of an error code as modeled; unmodeled codes are client errors."""
         return self.error_status.get(code, 400)
 
-    def route(self, method: str, path: str) -> bmodel.OperationModel | None:
+    def route(self, method: str, path: str, target: str | None = None) -> bmodel.OperationModel | None:
         """The operation a request targets; path parameters are unused by the emulated operations."""
+        if self.json_protocol:
+            return self.targets.get(target or "") if method == "POST" and path in ("", "/") else None
         return self.routes.get((method, path.rstrip("/") or "/"))
 
 

@@ -24,10 +24,13 @@ from typing import Any
 
 from botocore import model as bmodel
 
-from imagescan.emulator import control, errors, imagebuilder, inspector, protocol, validation, world
+from imagescan.emulator import control, ecr, errors, imagebuilder, inspector, protocol, validation, world
 
 log = logging.getLogger(__name__)
-_HANDLERS = {protocol.IMAGEBUILDER: imagebuilder.OPERATIONS, protocol.INSPECTOR2: inspector.OPERATIONS}
+_HANDLERS = {
+    protocol.IMAGEBUILDER: imagebuilder.OPERATIONS, protocol.INSPECTOR2: inspector.OPERATIONS,
+    protocol.ECR: ecr.OPERATIONS,
+}
 Response = tuple[int, dict[str, str], bytes]
 
 
@@ -156,7 +159,7 @@ class Emulator:
         path, _, query = target.partition("?")
         if path.startswith(control.PREFIX):
             return control.handle(self, method, path, body)
-        routed = _route(method, path, headers.get("authorization"))
+        routed = _route(method, path, headers.get("authorization"), headers.get("x-amz-target"))
         if routed is None:
             return _error_response(404, "UnknownOperationException", f"No operation for {method} {path}")
         svc, op = routed
@@ -197,12 +200,14 @@ class Emulator:
         return result
 
 
-def _route(method: str, path: str, authorization: str | None) -> tuple[protocol.Service, bmodel.OperationModel] | None:
+def _route(
+    method: str, path: str, authorization: str | None, target: str | None,
+) -> tuple[protocol.Service, bmodel.OperationModel] | None:
     """Pick the service from the signing scope; unsigned requests fall back to whichever path matches."""
     named = protocol.service_from_authorization(authorization)
     for name in (named,) if named else protocol.SERVICES:
         svc = protocol.service(name)
-        op = svc.route(method, path)
+        op = svc.route(method, path, target)
         if op is not None:
             return svc, op
     return None
@@ -220,7 +225,9 @@ def _status(svc: protocol.Service, code: str) -> int:
 
 
 def _error_response(status: int, code: str, message: str, extra: Mapping[str, Any] | None = None) -> Response:
-    return status, {"x-amzn-ErrorType": code}, protocol.encode({"message": message, **(extra or {})})
+    # JSON-protocol clients (ECR) read the code from __type; REST-JSON ones from the header.
+    body = {"__type": code, "message": message, **(extra or {})}
+    return status, {"x-amzn-ErrorType": code}, protocol.encode(body)
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -206,6 +206,16 @@ class World:
         with self.lock:
             return list(self._pipeline_images[pipeline_arn])
 
+    def container_uris(self) -> list[str]:
+        """Every container image URI any build produced (what ECR would hold)."""
+        with self.lock:
+            return [
+                uri
+                for build in self._images.values()
+                for container in build.image.get("outputResources", {}).get("containers", [])
+                for uri in container.get("imageUris", [])
+            ]
+
     def image(self, image_arn: str) -> dict[str, Any] | None:
         """``GetImage``'s ``image`` member, or None."""
         with self.lock:

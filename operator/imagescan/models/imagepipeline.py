@@ -180,6 +180,8 @@ class LatestImage(base.CRDModel):
     """Output AMI ids (AMI pipelines)."""
     container_images: list[str] | None = None
     """Output container image URIs (container pipelines)."""
+    container_image_digests: list[str] | None = None
+    """The same images by digest (registry/repository@sha256:...), resolved with ECR."""
     severity_counts: SeverityCounts = SeverityCounts()
     """Findings of this build by severity."""
 

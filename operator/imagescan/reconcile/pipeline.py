@@ -19,6 +19,7 @@ from typing import Any, Literal
 from imagescan.aws import clients as aws_clients
 from imagescan.aws import errors, pipelines
 from imagescan.aws import findings as aws_findings
+from imagescan.aws import registry as aws_registry
 from imagescan.models import imagepipeline as m
 from imagescan.models import kstatus
 from imagescan.reconcile import findings
@@ -236,7 +237,8 @@ def _sync(
     new_run = raw.get("dateLastRun") != previous_date_last_run
     just_enabled = not was_enabled  # we only get here with scanning on, so we just turned it on
     if request.refresh_findings or new_run or just_enabled or request.previous.findings is None:
-        progress.findings = _refresh_findings(client, buckets, request, target, raw, new_run, now)
+        registry = clients.ecr(target.region) if raw.get("containerRecipeArn") else None
+        progress.findings = _refresh_findings(client, registry, buckets, request, target, raw, new_run, now)
         progress.findings_refreshed = True
 
 
@@ -274,6 +276,7 @@ def _apply(client: Any, request: Request, want: ScanConfig, read: pipelines.Read
 
 def _refresh_findings(
         client: Any,
+        registry: Any | None,
         buckets: findings.AccountBuckets,
         request: Request,
         target: Target,
@@ -284,9 +287,9 @@ def _refresh_findings(
     previous = request.previous.findings
     latest = previous.latest_image if previous else None
     if latest is None or new_run:
-        latest = _latest_image(client, target.arn)
+        latest = _latest_image(client, registry, target.arn)
     elif latest.scan_state in TRANSIENT_SCAN_STATES:
-        latest = _image_details(client, latest.arn)
+        latest = _image_details(client, registry, latest.arn)
     scope = findings.Scope(
         client=client, region=target.region, pipeline_arn=target.arn,
         image_arn=latest.arn if latest else None, top_n=request.spec.findings.top,
@@ -313,17 +316,17 @@ def _reuse_top(previous: m.FindingsStatus | None, latest: m.LatestImage | None, 
     return list(previous.top) if same else None
 
 
-def _latest_image(client: Any, pipeline_arn: str) -> m.LatestImage | None:
+def _latest_image(client: Any, registry: Any | None, pipeline_arn: str) -> m.LatestImage | None:
     """The newest available build (or newest of any state if none is available yet)."""
     images = aws_findings.pipeline_images(client, pipeline_arn)
     if not images:
         return None
     available = [i for i in images if (i.get("state") or {}).get("status") == "AVAILABLE"]
     newest = max(available or images, key=lambda i: str(i.get("dateCreated") or ""))
-    return _image_details(client, str(newest["arn"]))
+    return _image_details(client, registry, str(newest["arn"]))
 
 
-def _image_details(client: Any, image_arn: str) -> m.LatestImage:
+def _image_details(client: Any, registry: Any | None, image_arn: str) -> m.LatestImage:
     image = aws_findings.get_image(client, image_arn)
     outputs = image.get("outputResources") or {}
     amis = [str(a["image"]) for a in outputs.get("amis") or [] if a.get("image")]
@@ -332,7 +335,21 @@ def _image_details(client: Any, image_arn: str) -> m.LatestImage:
         arn=image_arn, version=image.get("version"), date_created=image.get("dateCreated"),
         state=(image.get("state") or {}).get("status"), scan_state=(image.get("scanState") or {}).get("status"),
         amis=amis or None, container_images=uris or None,
+        container_image_digests=_digests(registry, uris) or None,
     )
+
+
+def _digests(registry: Any | None, uris: list[str]) -> list[str]:
+    """Digests let admission recognise digest-pinned workloads; without them tags still work, so an ECR
+    failure (say, no ecr:DescribeImages permission) is logged, not a reconcile failure."""
+    if registry is None or not uris:
+        return []
+    try:
+        return aws_registry.digest_references(registry, uris)
+    except errors.AwsError as exc:
+        logger.warning("could not resolve image digests with ECR (%s); digest-pinned images won't be matched",
+                       exc.message)
+        return []
 
 
 def _conditions(
