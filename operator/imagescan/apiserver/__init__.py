@@ -15,6 +15,8 @@ and kubectl users touch. Modules:
 * ``store``     - objects, resource types, resourceVersions and watch history, with
   the write semantics of the real server (conflicts, status subresource, finalizers);
 * ``schema``    - CRD structural schemas: defaulting, pruning and validation;
+* ``admission`` - validating admission webhooks (``ValidatingWebhookConfiguration``), called over HTTPS
+  as kube-apiserver calls them; nothing runs while no configuration is stored;
 * ``objectops`` - patches (JSON, merge) and label/field selectors;
 * ``tables``    - server-side printing: ``meta.k8s.io/v1`` Tables and the JSONPath
   subset of ``additionalPrinterColumns`` (``kubectl get``);

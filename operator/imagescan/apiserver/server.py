@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import pathlib
@@ -46,7 +47,7 @@ import aiohttp.web
 import kmock
 import yaml
 
-from imagescan.apiserver import objectops, openapi, store, tables
+from imagescan.apiserver import admission, objectops, openapi, store, tables
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ T = TypeVar('T')
 _JSON = 'application/json'
 _PATCH_TYPES = ('application/json-patch+json', 'application/merge-patch+json',
                 'application/strategic-merge-patch+json')
+_WRITES = ('POST', 'PUT', 'PATCH', 'DELETE')
 _RW_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']
 
 
@@ -96,9 +98,10 @@ def _json(data: Any, status: int = 200) -> aiohttp.web.Response:
 class KubeApiEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with the real API server's semantics (see the module docstring)."""
 
-    def __init__(self, *, history: int = 10_000) -> None:
+    def __init__(self, *, history: int = 10_000, service_urls: dict[str, str] | None = None) -> None:
         super().__init__()
         self.store = store.Store(history=history)
+        self.admission = admission.Admission(self.store, service_urls=service_urls)
         self.request_count = 0
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -107,7 +110,10 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         try:
             return await self._dispatch(raw)
         except store.ApiError as e:
-            return _json(e.status(), e.code)
+            response = _json(e.status(), e.code)
+            for warning in e.warnings if isinstance(e, admission.Rejection) else []:
+                response.headers.add('Warning', admission.warning_header(warning))
+            return response
         except Exception as e:  # any bug must reach the client as a readable Status, not a hang
             logger.exception('The emulated API server failed on %s %s', raw.method, raw.path_qs)
             return _json(store.ApiError(500, 'InternalError', repr(e)).status(), 500)
@@ -128,8 +134,15 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             raise store.ApiError(404, 'NotFound', 'the server could not find the requested resource')
         if raw.method == 'GET' and raw.query.get('watch') in ('true', '1'):
             return await self._watch(raw, route, rtype)
-        status, data = self._serve(raw.method, raw.query, route, rtype, raw.content_type,
-                                   self._parse_body(raw.content_type, await raw.read()))
+        body = self._parse_body(raw.content_type, await raw.read())
+        dry_run = raw.method in _WRITES and self._dry_run(raw.query)
+        if raw.method in _WRITES and (dry_run or self.admission.active):  # else no cost at all
+            status, data, warnings = await self._serve_admitted(raw, route, rtype, body, dry_run)
+            response = _json(data, status)
+            for warning in warnings:
+                response.headers.add('Warning', admission.warning_header(warning))
+            return response
+        status, data = self._serve(raw.method, raw.query, route, rtype, raw.content_type, body)
         table_version = tables.requested_version(raw.headers.get('Accept')) if raw.method == 'GET' else None
         if table_version and route.subresource is None:
             data = self._table(route, rtype, table_version, raw.query, data)
@@ -161,6 +174,45 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         else:
             raise store.ApiError(405, 'MethodNotAllowed', f'{method} is not allowed on an object')
         return 200, db.render(rtype, version, obj)
+
+    @staticmethod
+    def _dry_run(query: Any) -> bool:
+        values = query.getall('dryRun', []) if hasattr(query, 'getall') else []
+        for value in values:
+            if value != 'All':
+                raise store.ApiError(400, 'BadRequest', f'Invalid value: "{value}": supported values: "All"')
+        return bool(values)
+
+    async def _serve_admitted(self, raw: aiohttp.web.BaseRequest, route: Route, rtype: store.ResourceType,
+                              body: Any, dry_run: bool) -> tuple[int, store.Obj, list[str]]:
+        """A write reviewed by the admission webhooks that match it (see :mod:`imagescan.apiserver.admission`)."""
+        request = admission.Request(version=route.version, subresource=route.subresource, dry_run=dry_run,
+                                    query=raw.query, body=body)
+        if raw.method == 'DELETE' and route.name is None:  # each object reviewed on its own, as the real server
+            deleted: list[store.Obj] = []
+            warnings: list[str] = []
+            for obj in self.store.select(rtype, route.namespace, raw.query.get('labelSelector'),
+                                         raw.query.get('fieldSelector')):
+                meta = obj['metadata']
+                try:
+                    result, change, more = await self.admission.run(functools.partial(
+                        self.store.delete, rtype, meta.get('namespace'), meta['name'], body), request)
+                except store.ApiError as e:
+                    if e.code == 404:
+                        continue  # deleted meanwhile
+                    raise
+                done = change.old if change is not None else result
+                deleted.append(done if done is not None else obj)
+                warnings += more
+            return 200, self._collection(route, rtype, deleted), warnings
+        served, change, warnings = await self.admission.run(functools.partial(
+            self._serve, raw.method, raw.query, route, rtype, raw.content_type, body), request)
+        if served is not None:
+            return served[0], served[1], warnings
+        assert change is not None  # a dry run: what would have been stored
+        would_be = change.new if change.new is not None else change.old
+        status = 201 if change.operation == 'CREATE' else 200
+        return status, self.store.render(rtype, route.version, would_be or {}), warnings
 
     @staticmethod
     def _patch_type(content_type: str) -> str:
@@ -200,6 +252,9 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                                    query.get('fieldSelector'))
         deleted = [self.store.delete(rtype, obj['metadata'].get('namespace'), obj['metadata']['name'], body)
                    for obj in doomed]
+        return self._collection(route, rtype, deleted)
+
+    def _collection(self, route: Route, rtype: store.ResourceType, deleted: list[store.Obj]) -> store.Obj:
         return {'apiVersion': rtype.api_version(route.version), 'kind': f'{rtype.kind}List',
                 'metadata': {'resourceVersion': str(self.store.rv)},
                 'items': [self.store.render(rtype, route.version, obj) for obj in deleted]}
@@ -399,8 +454,12 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
 class ApiServer:
     """The emulated API server on ``127.0.0.1:<free port>``, served from a background thread."""
 
-    def __init__(self, *, host: str = '127.0.0.1', port: int = 0, history: int = 10_000) -> None:
+    def __init__(self, *, host: str = '127.0.0.1', port: int = 0, history: int = 10_000,
+                 service_urls: dict[str, str] | None = None) -> None:
+        """``service_urls``: where admission webhooks given as ``clientConfig.service`` are reached,
+        ``{"<namespace>/<name>[:<port>]": "https://host:port"}`` (see :mod:`imagescan.apiserver.admission`)."""
         self._host, self._port, self._history = host, port, history
+        self._service_urls = dict(service_urls or {})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: aiohttp.web.BaseRunner | None = None
@@ -432,7 +491,7 @@ class ApiServer:
         loop.close()
 
     async def _setup(self) -> str:
-        self._emulator = KubeApiEmulator(history=self._history)
+        self._emulator = KubeApiEmulator(history=self._history, service_urls=self._service_urls)
         # handler_cancellation: a client dropping its watch-stream must end the stream's task.
         server = aiohttp.web.Server(self._emulator, handler_cancellation=True)
         self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1)

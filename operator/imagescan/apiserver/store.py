@@ -88,6 +88,16 @@ class ResourceType:
 
 
 @dataclass(frozen=True)
+class Change:
+    """A write about to be persisted: what admission webhooks review (see :attr:`Store.gate`)."""
+
+    operation: str  # CREATE, UPDATE or DELETE
+    rtype: ResourceType
+    old: Obj | None  # the stored object (UPDATE, DELETE)
+    new: Obj | None  # the object to store (CREATE, UPDATE; DELETE with finalizers), None if removed
+
+
+@dataclass(frozen=True)
 class WatchEvent:
     """One change, kept in the history so that watches can resume from a resourceVersion."""
 
@@ -120,6 +130,8 @@ def builtin_types() -> list[ResourceType]:
         _builtin('coordination.k8s.io', 'v1', 'leases', 'Lease', True),
         _builtin('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition',
                  False, ['crd', 'crds'], status=True),
+        _builtin('admissionregistration.k8s.io', 'v1', 'validatingwebhookconfigurations',
+                 'ValidatingWebhookConfiguration', False),
     ]
 
 
@@ -141,6 +153,9 @@ class Store:
         self.rv = 0
         self.history: collections.deque[WatchEvent] = collections.deque(maxlen=history)
         self.listeners: set[Callable[[WatchEvent], None]] = set()
+        # Called with every create/update/delete after validation, right before it is persisted; it may raise
+        # ApiError to refuse it, or return the object to store instead (see imagescan.apiserver.admission).
+        self.gate: Callable[[Change], Obj | None] | None = None
         for rtype in builtin_types():
             self.types[rtype.key] = rtype
         for name in ('default', 'kube-system', 'kube-public'):
@@ -193,9 +208,7 @@ class Store:
         meta = _meta(obj)
         namespace = self._creation_namespace(rtype, namespace, meta)
         name = meta.get('name') or self._generate_name(rtype, namespace, meta.get('generateName'))
-        if self._key(rtype, namespace, name) in self.objects:
-            raise ApiError(409, 'AlreadyExists', f'{rtype.qualified} "{name}" already exists',
-                           details=rtype.details(name))
+        self._check_absent(rtype, namespace, name)
         for key in _SYSTEM_METADATA:
             meta.pop(key, None)
         meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
@@ -205,6 +218,9 @@ class Store:
             obj.pop('status', None)  # the main endpoint ignores status, even on creation
         obj['metadata'] = meta
         obj = self._admit(rtype, version, obj, field_validation)
+        if self.gate is not None:
+            obj = self.gate(Change('CREATE', rtype, None, obj)) or obj
+            self._check_absent(rtype, namespace, _meta(obj)['name'])
         return self._write(rtype, obj, 'ADDED')
 
     def replace(self, rtype: ResourceType, version: str, namespace: str | None, name: str,
@@ -242,11 +258,15 @@ class Store:
         self._check_preconditions(rtype, obj, options)
         meta = _meta(obj)
         if not meta.get('finalizers'):
+            if self.gate is not None:
+                self.gate(Change('DELETE', rtype, obj, None))
             return self._remove(rtype, obj)
         if meta.get('deletionTimestamp'):
             return obj  # already being deleted: a no-op, as the real server
         updated = copy.deepcopy(obj)
         _meta(updated).update(deletionTimestamp=_now(), deletionGracePeriodSeconds=0)
+        if self.gate is not None:
+            self.gate(Change('DELETE', rtype, obj, updated))
         return self._write(rtype, updated, 'MODIFIED')
 
     # --- Internals -----------------------------------------------------------------------------
@@ -267,6 +287,11 @@ class Store:
             raise ApiError(400, 'BadRequest', 'metadata must be a JSON object')
         obj['metadata'] = dict(obj.get('metadata') or {})
         return obj
+
+    def _check_absent(self, rtype: ResourceType, namespace: str | None, name: str) -> None:
+        if self._key(rtype, namespace, name) in self.objects:
+            raise ApiError(409, 'AlreadyExists', f'{rtype.qualified} "{name}" already exists',
+                           details=rtype.details(name))
 
     def _creation_namespace(self, rtype: ResourceType, namespace: str | None, meta: Obj) -> str | None:
         if not rtype.namespaced:
@@ -303,6 +328,8 @@ class Store:
         new = self._split_status(rtype, old, candidate, subresource)
         new = self._keep_system_metadata(rtype, old, new)
         new = self._admit(rtype, version, new, field_validation)
+        if self.gate is not None:  # as the real server, no-op updates are reviewed too
+            new = self.gate(Change('UPDATE', rtype, old, new)) or new
         if self._comparable(new) == self._comparable(old):
             return old  # a no-op write: no new resourceVersion, no watch event (as the real server)
         if self._spec(rtype, new) != self._spec(rtype, old):
@@ -376,6 +403,9 @@ class Store:
             errors += _crd_errors(obj)
         if errors:
             raise self._invalid(rtype, str(_meta(obj).get('name', '')), errors)
+        if rtype.key == ('', 'namespaces'):  # as the real server, so that namespaceSelectors can name them
+            meta = _meta(obj)
+            meta['labels'] = {**(meta.get('labels') or {}), 'kubernetes.io/metadata.name': str(meta.get('name'))}
         return obj
 
     def _metadata_errors(self, rtype: ResourceType, meta: Obj) -> list[schema.FieldError]:

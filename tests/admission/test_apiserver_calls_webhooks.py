@@ -1,0 +1,258 @@
+"""The shipped ValidatingWebhookConfiguration at work: the embedded API server calls the operator's webhook as
+kube-apiserver does, so clients (the ``kubernetes`` client, kubectl) see what they would see in a cluster, while
+the operator is up and once it is down.
+
+The configuration is deploy/webhook/webhook.yaml's, rules, selectors, timeout and failure policy kept; only its
+``clientConfig`` points at the test operator (``url`` and the CA of its self-signed certificate), except in the
+test of the shipped ``service`` reference, resolved through ``ApiServer(service_urls=…)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import dataclasses
+import pathlib
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+
+from imagescan import GROUP, VERSION, apiserver, runner
+from imagescan.admission import server as admission_server
+from imagescan.aws import clients as aws_clients
+from imagescan.emulator import server
+from imagescan.handlers import runtime
+from tests.admission.conftest import (
+    EXTRA_KINDS,
+    NAMESPACE,
+    PIPELINES,
+    POLICIES,
+    _crd,
+    _free_port,
+    _latest_output,
+    _listening,
+    _violating,
+)
+from tests.conftest import ROOT
+from tests.integration.harness import wait_for
+
+SHIPPED = ROOT / "deploy" / "webhook" / "webhook.yaml"
+SERVICE = "imagescan-system/imagescan-webhook:443"
+
+
+@dataclasses.dataclass
+class Cluster:
+    """The API server, the operator serving its webhook (stoppable), and the shipped configuration."""
+
+    api: apiserver.ApiServer
+    operator: runner.InThread
+    port: int
+    ca_bundle: str
+    images: dict[str, str]
+    kubeconfig: pathlib.Path
+
+    @property
+    def core(self) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(self.kubeconfig)))
+
+    def configure(self, *, failure_policy: str | None = None, service: bool = False) -> dict[str, Any]:
+        """(Re)create the shipped configuration, its clientConfig pointed at the test operator."""
+        (shipped,) = [doc for doc in yaml.safe_load_all(SHIPPED.read_text()) if doc
+                      and doc["kind"] == "ValidatingWebhookConfiguration"]
+        config = copy.deepcopy(shipped)
+        for webhook in config["webhooks"]:
+            if not service:
+                webhook["clientConfig"] = {"url": f"https://localhost:{self.port}/validate"}
+            webhook["clientConfig"]["caBundle"] = self.ca_bundle
+            if failure_policy:
+                webhook["failurePolicy"] = failure_policy
+        return self.api.apply(config)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        cache = self.kubeconfig.parent / "cache"
+        return subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(cache), *args],
+                              input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """As tests/admission/conftest.py's ``gate``, but the operator can be stopped (the last tests do)."""
+    tmp = tmp_path_factory.mktemp("webhooks")
+    port = _free_port()
+    with contextlib.ExitStack() as stack:
+        patch = stack.enter_context(pytest.MonkeyPatch.context())
+        emulator = stack.enter_context(server.Emulator(seed=11, pipelines=0))
+        api = stack.enter_context(apiserver.ApiServer(service_urls={SERVICE: f"https://127.0.0.1:{port}"}))
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
+                            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
+            patch.setenv(name, value)
+        kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
+        patch.setenv("KUBECONFIG", str(kubeconfig))
+        for crd in sorted((ROOT / "crds").glob("*.imagescan.io.yaml")):
+            api.apply_yaml(crd)
+        for extra in EXTRA_KINDS:
+            api.apply(_crd(*extra))
+        for name, (labels, options) in PIPELINES.items():
+            arn = emulator.world.add_pipeline(name=f"{name}-pipeline", scanning_enabled=True, **options)
+            api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
+                       "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+                       "spec": {"pipelineArn": arn}})
+        for name, spec in POLICIES.items():
+            api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy",
+                       "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec})
+        config = runtime.Config(
+            aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
+            tick=0.2, namespaces=(NAMESPACE,),
+            webhook=admission_server.Settings(port=port, addr="127.0.0.1", cert_dir=str(tmp / "certs")),
+        )
+        operator = stack.enter_context(runner.InThread(config))
+        images = {name: wait_for(lambda n=name: _latest_output(api, n), what=f"{name}'s latest image")
+                  for name in PIPELINES}
+        for policy in POLICIES:
+            wait_for(lambda p=policy: _violating(api, p), what=f"{policy} evaluated")
+        wait_for(lambda: _listening(port), what="the webhook listening")
+        ca_bundle = base64.b64encode((tmp / "certs" / "ca.crt").read_bytes()).decode()
+        yield Cluster(api=api, operator=operator, port=port, ca_bundle=ca_bundle, images=images,
+                      kubeconfig=kubeconfig)
+
+
+@pytest.fixture
+def up(cluster: Cluster) -> Cluster:
+    if not _listening(cluster.port):
+        pytest.fail("the operator was stopped by an earlier test: the tests of a stopped webhook come last")
+    cluster.configure()
+    return cluster
+
+
+def _pod(name: str, image: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": "app", "image": image}]}}
+
+
+def _refusal(core: kubernetes.client.CoreV1Api, pod: dict[str, Any]) -> kubernetes.client.ApiException:
+    with pytest.raises(kubernetes.client.ApiException) as caught:
+        core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+    return caught.value
+
+
+def _stored(cluster: Cluster, name: str, namespace: str = NAMESPACE) -> bool:
+    return cluster.api.get("", "v1", "pods", namespace, name) is not None
+
+
+# --- The operator up -----------------------------------------------------------------------------------------
+
+
+def test_deny_policy_refuses_the_pod_naming_the_policy(up: Cluster) -> None:
+    error = _refusal(up.core, _pod("denied", up.images["denied"]))
+    assert error.status == 403
+    message = yaml.safe_load(error.body)["message"]
+    assert message.startswith('admission webhook "workloads.findingspolicy.imagescan.io" denied the request: ')
+    assert "FindingsPolicy no-criticals (Deny)" in message and "ImagePipeline denied" in message
+    assert not _stored(up, "denied")
+
+
+def test_compliant_pod_is_created_without_warnings(up: Cluster) -> None:
+    _, status, headers = up.core.create_namespaced_pod_with_http_info(NAMESPACE, _pod("clean", up.images["clean"]))
+    assert status == 201 and "Warning" not in headers
+    assert _stored(up, "clean")
+
+
+def test_warn_policy_creates_the_pod_and_kubectl_prints_the_warning(up: Cluster) -> None:
+    result = up.kubectl("create", "-f", "-", stdin=yaml.safe_dump(_pod("warned", up.images["warned"])))
+    assert result.returncode == 0, result.stderr
+    assert "pod/warned created" in result.stdout
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert "FindingsPolicy no-highs (Warn)" in warning and "ImagePipeline warned" in warning
+    assert _stored(up, "warned")
+
+
+def test_kubectl_shows_the_refusal(up: Cluster) -> None:
+    result = up.kubectl("create", "-f", "-", stdin=yaml.safe_dump(_pod("denied-kubectl", up.images["denied"])))
+    assert result.returncode != 0
+    assert 'Error from server (Forbidden)' in result.stderr
+    assert 'admission webhook "workloads.findingspolicy.imagescan.io" denied the request' in result.stderr
+
+
+def test_updates_are_reviewed_too(up: Cluster) -> None:
+    up.core.create_namespaced_pod(NAMESPACE, _pod("updated", up.images["clean"]))
+    patch = {"spec": {"containers": [{"name": "app", "image": up.images["denied"]}]}}
+    with pytest.raises(kubernetes.client.ApiException) as caught:
+        up.core.patch_namespaced_pod("updated", NAMESPACE, patch)
+    assert caught.value.status == 403 and "no-criticals" in caught.value.body
+    stored = up.api.get("", "v1", "pods", NAMESPACE, "updated") or {}
+    assert stored["spec"]["containers"][0]["image"] == up.images["clean"]
+
+
+def test_server_side_dry_run_is_reviewed_and_stores_nothing(up: Cluster) -> None:
+    denied = up.kubectl("create", "--dry-run=server", "-f", "-",
+                        stdin=yaml.safe_dump(_pod("dry-denied", up.images["denied"])))
+    assert denied.returncode != 0 and "no-criticals" in denied.stderr
+    clean = up.kubectl("create", "--dry-run=server", "-f", "-",
+                       stdin=yaml.safe_dump(_pod("dry-clean", up.images["clean"])))
+    assert clean.returncode == 0, clean.stderr
+    assert "pod/dry-clean created (server dry run)" in clean.stdout
+    assert not _stored(up, "dry-clean")
+
+
+def test_kube_system_is_not_reviewed(up: Cluster) -> None:
+    pod = _pod("denied", up.images["denied"], namespace="kube-system")
+    _, status, _ = up.core.create_namespaced_pod_with_http_info("kube-system", pod)
+    assert status == 201 and _stored(up, "denied", "kube-system")
+
+
+def test_namespaces_carry_their_name_as_a_label(up: Cluster) -> None:
+    namespace = up.core.read_namespace("kube-system")
+    assert namespace.metadata.labels["kubernetes.io/metadata.name"] == "kube-system"
+
+
+def test_the_shipped_service_reference_reaches_the_webhook(up: Cluster) -> None:
+    up.configure(service=True)  # clientConfig.service as shipped, resolved through service_urls
+    error = _refusal(up.core, _pod("denied-via-service", up.images["denied"]))
+    assert error.status == 403 and "no-criticals" in error.body
+
+
+# --- The operator down (these stop it: keep them last) -------------------------------------------------------
+
+
+@pytest.fixture
+def down(cluster: Cluster) -> Cluster:
+    cluster.operator.stop()
+    wait_for(lambda: not _listening(cluster.port), what="the webhook gone")
+    return cluster
+
+
+def test_failure_policy_ignore_admits_while_the_operator_is_down(down: Cluster) -> None:
+    config = down.configure()
+    assert {webhook["failurePolicy"] for webhook in config["webhooks"]} == {"Ignore"}  # as shipped
+    started = time.monotonic()
+    _, status, _ = down.core.create_namespaced_pod_with_http_info(
+        NAMESPACE, _pod("unchecked", down.images["denied"]))
+    assert status == 201 and _stored(down, "unchecked")
+    assert time.monotonic() - started < 5, "a refused connection fails at once, well within timeoutSeconds"
+
+
+def test_failure_policy_fail_refuses_while_the_operator_is_down(down: Cluster) -> None:
+    down.configure(failure_policy="Fail")
+    error = _refusal(down.core, _pod("refused", down.images["denied"]))
+    assert error.status == 500
+    message = yaml.safe_load(error.body)["message"]
+    assert 'failed calling webhook "workloads.findingspolicy.imagescan.io"' in message
+    assert f"https://localhost:{down.port}/validate?timeout=5s" in message
+    assert not _stored(down, "refused")
+    # kube-system stays out of reach of the webhook, down or not.
+    _, status, _ = down.core.create_namespaced_pod_with_http_info(
+        "kube-system", _pod("system", down.images["denied"], namespace="kube-system"))
+    assert status == 201
+
+
+def test_failure_policy_fail_with_the_shipped_service_reference(down: Cluster) -> None:
+    down.configure(failure_policy="Fail", service=True)
+    error = _refusal(down.core, _pod("refused-via-service", down.images["denied"]))
+    assert error.status == 500 and "failed calling webhook" in error.body
