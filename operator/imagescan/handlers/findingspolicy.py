@@ -45,7 +45,26 @@ def index_pipeline(
         parsed = ip.ImagePipelineStatus.model_validate(dict(status))
     except pydantic.ValidationError:
         parsed = ip.ImagePipelineStatus()
-    return {namespace: policy.Pipeline(name=name, labels=dict(labels), status=parsed)}
+    return {namespace: policy.Pipeline(name=name, labels=dict(labels), status=_judged_parts(parsed))}
+
+
+def _judged_parts(status: ip.ImagePipelineStatus) -> ip.ImagePipelineStatus:
+    """Only what policies and admission read: identity, counts, image references and, of each listed
+    finding, what a rule or a message uses. The index holds one per pipeline for the operator's lifetime,
+    and remediation text, CVSS vectors, links and dates are most of a finding's size."""
+    if status.findings is None:
+        return ip.ImagePipelineStatus(pipeline=status.pipeline)
+    slim = [
+        ip.Finding(
+            vulnerability_id=f.vulnerability_id, severity=f.severity, inspector_score=f.inspector_score,
+            fix_available=f.fix_available,
+            package=ip.PackageRef(fixed_in_version=f.package.fixed_in_version) if f.package else None,
+        )
+        for f in status.findings.top
+    ]
+    return ip.ImagePipelineStatus(
+        pipeline=status.pipeline, findings=status.findings.model_copy(update={"top": slim}),
+    )
 
 
 def index_policy(
