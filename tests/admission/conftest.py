@@ -151,39 +151,60 @@ def _listening(port: int) -> bool:
     return True
 
 
+AWS_TEST_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+
+
+def prepare(patch: pytest.MonkeyPatch, api: apiserver.ApiServer, emulator: server.Emulator,
+            tmp: pathlib.Path) -> pathlib.Path:
+    """Environment, CRDs, the pipelines and the policies the admission tests judge; returns the kubeconfig."""
+    # Module scope comes before the function-scoped AWS environment of tests/conftest.py: set it here too.
+    for name, value in AWS_TEST_ENVIRONMENT.items():
+        patch.setenv(name, value)
+    kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
+    patch.setenv("KUBECONFIG", str(kubeconfig))
+    for crd in sorted((ROOT / "crds").glob("*.imagescan.io.yaml")):
+        api.apply_yaml(crd)
+    for extra in EXTRA_KINDS:
+        api.apply(_crd(*extra))
+    for name, (labels, options) in PIPELINES.items():
+        arn = emulator.world.add_pipeline(name=f"{name}-pipeline", scanning_enabled=True, **options)
+        api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
+                   "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+                   "spec": {"pipelineArn": arn}})
+    for name, spec in POLICIES.items():
+        api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy",
+                   "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec})
+    return kubeconfig
+
+
+def operator_config(emulator: server.Emulator, port: int, tmp: pathlib.Path) -> runtime.Config:
+    return runtime.Config(
+        aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
+        tick=0.2, namespaces=(NAMESPACE,),
+        webhook=admission_server.Settings(port=port, addr="127.0.0.1", cert_dir=str(tmp / "certs")),
+    )
+
+
+def wait_until_serving(api: apiserver.ApiServer, port: int) -> dict[str, str]:
+    """Every pipeline's latest image known, every policy evaluated, the webhook listening; returns the images."""
+    images = {name: wait_for(lambda n=name: _latest_output(api, n), what=f"{name}'s latest image")
+              for name in PIPELINES}
+    for policy in POLICIES:
+        wait_for(lambda p=policy: _violating(api, p), what=f"{policy} evaluated")
+    wait_for(lambda: _listening(port), what="the webhook listening")
+    return images
+
+
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
     tmp = tmp_path_factory.mktemp("admission")
     with pytest.MonkeyPatch.context() as patch, server.Emulator(seed=7, pipelines=0) as emulator, \
             apiserver.ApiServer() as api:
-        # Module scope comes before the function-scoped AWS environment of tests/conftest.py: set it here too.
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
-                            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
-            patch.setenv(name, value)
-        patch.setenv("KUBECONFIG", str(api.write_kubeconfig(tmp / "kubeconfig")))
-        for crd in sorted((ROOT / "crds").glob("*.imagescan.io.yaml")):
-            api.apply_yaml(crd)
-        for extra in EXTRA_KINDS:
-            api.apply(_crd(*extra))
-        for name, (labels, options) in PIPELINES.items():
-            arn = emulator.world.add_pipeline(name=f"{name}-pipeline", scanning_enabled=True, **options)
-            api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
-                       "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-                       "spec": {"pipelineArn": arn}})
-        for name, spec in POLICIES.items():
-            api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy",
-                       "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec})
+        prepare(patch, api, emulator, tmp)
         port = _free_port()
-        config = runtime.Config(
-            aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
-            tick=0.2, namespaces=(NAMESPACE,),
-            webhook=admission_server.Settings(port=port, addr="127.0.0.1", cert_dir=str(tmp / "certs")),
-        )
-        with runner.InThread(config):
-            images = {name: wait_for(lambda n=name: _latest_output(api, n), what=f"{name}'s latest image")
-                      for name in PIPELINES}
-            for policy in POLICIES:
-                wait_for(lambda p=policy: _violating(api, p), what=f"{policy} evaluated")
-            wait_for(lambda: _listening(port), what="the webhook listening")
+        with runner.InThread(operator_config(emulator, port, tmp)):
+            images = wait_until_serving(api, port)
             yield Gate(api=api, port=port, ca=tmp / "certs" / "ca.crt", images=images)

@@ -23,21 +23,15 @@ import kubernetes
 import pytest
 import yaml
 
-from imagescan import GROUP, VERSION, apiserver, runner
-from imagescan.admission import server as admission_server
-from imagescan.aws import clients as aws_clients
+from imagescan import apiserver, runner
 from imagescan.emulator import server
-from imagescan.handlers import runtime
 from tests.admission.conftest import (
-    EXTRA_KINDS,
     NAMESPACE,
-    PIPELINES,
-    POLICIES,
-    _crd,
     _free_port,
-    _latest_output,
     _listening,
-    _violating,
+    operator_config,
+    prepare,
+    wait_until_serving,
 )
 from tests.conftest import ROOT
 from tests.integration.harness import wait_for
@@ -89,35 +83,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         emulator = stack.enter_context(server.Emulator(seed=11, pipelines=0))
         api = stack.enter_context(apiserver.ApiServer(service_urls={SERVICE: f"https://127.0.0.1:{port}"}))
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
-                            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
-            patch.setenv(name, value)
-        kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
-        patch.setenv("KUBECONFIG", str(kubeconfig))
-        for crd in sorted((ROOT / "crds").glob("*.imagescan.io.yaml")):
-            api.apply_yaml(crd)
-        for extra in EXTRA_KINDS:
-            api.apply(_crd(*extra))
-        for name, (labels, options) in PIPELINES.items():
-            arn = emulator.world.add_pipeline(name=f"{name}-pipeline", scanning_enabled=True, **options)
-            api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
-                       "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-                       "spec": {"pipelineArn": arn}})
-        for name, spec in POLICIES.items():
-            api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy",
-                       "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec})
-        config = runtime.Config(
-            aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
-            tick=0.2, namespaces=(NAMESPACE,),
-            webhook=admission_server.Settings(port=port, addr="127.0.0.1", cert_dir=str(tmp / "certs")),
-        )
-        operator = stack.enter_context(runner.InThread(config))
-        images = {name: wait_for(lambda n=name: _latest_output(api, n), what=f"{name}'s latest image")
-                  for name in PIPELINES}
-        for policy in POLICIES:
-            wait_for(lambda p=policy: _violating(api, p), what=f"{policy} evaluated")
-        wait_for(lambda: _listening(port), what="the webhook listening")
+        kubeconfig = prepare(patch, api, emulator, tmp)
+        operator = stack.enter_context(runner.InThread(operator_config(emulator, port, tmp)))
+        images = wait_until_serving(api, port)
         ca_bundle = base64.b64encode((tmp / "certs" / "ca.crt").read_bytes()).decode()
         yield Cluster(api=api, operator=operator, port=port, ca_bundle=ca_bundle, images=images,
                       kubeconfig=kubeconfig)
