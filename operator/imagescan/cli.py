@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from imagescan.aws import clients as aws_clients
+from imagescan.reconcile import findings as summary
 
 if TYPE_CHECKING:
     from imagescan.admission import server as admission_server
@@ -80,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     findings.add_argument("--by", choices=["vulnerability", "pipeline", "image"],
                           help="group like the console (default: all findings, one row each)")
     findings.add_argument("--severity", action="append", default=[], type=str.upper, metavar="SEVERITY",
-                          choices=["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED"],
+                          choices=summary.SEVERITIES,
                           help="only findings of this severity (repeatable, any case); with --by pipeline/image: "
                           "only rows that have such findings")
     where = findings.add_mutually_exclusive_group()

@@ -28,12 +28,11 @@ from imagescan.models import imagepipeline as m
 from imagescan.reconcile import findings as summary
 
 SEVERITIES = summary.SEVERITIES  # the console's order: CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNTRIAGED
-COUNT_KEYS = ("critical", "high", "medium", "low", "informational", "untriaged", "total")
+COUNT_KEYS = (*summary.SEVERITY_FIELDS, "total")
 VIEWS = ("findings", "vulnerability", "pipeline", "image")
 FORMATS = ("table", "json", "yaml")
 PLURAL = "imagepipelines"
 NVD_URL = summary.NVD_URL
-_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
 Row = dict[str, Any]
 
@@ -80,8 +79,7 @@ class ReadError(Exception):
 # --- helpers -------------------------------------------------------------------------------------------------
 
 
-def severity_rank(severity: str | None) -> int:
-    return _RANK.get((severity or "").upper(), len(SEVERITIES))
+severity_rank = summary.severity_rank
 
 
 def nvd_url(finding: m.Finding) -> str | None:
@@ -165,10 +163,7 @@ def cluster_findings(entries: Iterable[Entry]) -> list[FindingRef]:
 def findings_rows(refs: Iterable[FindingRef], severities: frozenset[str] = frozenset()) -> list[Row]:
     """All findings: one row each, worst severity first, then highest Inspector score."""
     chosen = [r for r in refs if not severities or r.finding.severity.upper() in severities]
-    chosen.sort(key=lambda r: (
-        severity_rank(r.finding.severity), -(r.finding.inspector_score or 0.0), r.finding.vulnerability_id,
-        r.namespace or "", r.pipeline, r.image or "",
-    ))
+    chosen.sort(key=lambda r: (*summary.worst_first(r.finding), r.namespace or "", r.pipeline, r.image or ""))
     rows: list[Row] = []
     for ref in chosen:
         f = ref.finding

@@ -7,7 +7,6 @@ expiring at midnight UTC); status is written only when the verdict changes.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from typing import Any
 
@@ -115,7 +114,6 @@ async def evaluate(
 async def _fetch_details(shared: runtime.Runtime, spec: fp.FindingsPolicySpec, pipelines: list[policy.Pipeline],
                          names: set[str], logger: kopf.Logger) -> None:
     """Read every finding of the builds whose verdicts the listed top-N could not settle (cached per build)."""
-    loop = asyncio.get_running_loop()
     for pipeline in pipelines:
         key = policy.details_key(spec, pipeline)
         where = pipeline.status.pipeline
@@ -123,7 +121,7 @@ async def _fetch_details(shared: runtime.Runtime, spec: fp.FindingsPolicySpec, p
             continue
         client = shared.clients.imagebuilder(where.region)
         try:
-            await loop.run_in_executor(shared.executor, shared.details.fetch, client, key)
+            await shared.run_blocking(shared.details.fetch, client, key)
         except errors.AwsError as exc:
             logger.warning("could not read every finding of %s to judge it exactly: %s", pipeline.name, exc.message)
 

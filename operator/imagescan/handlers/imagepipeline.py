@@ -9,7 +9,6 @@ every reconcile, and on timer ticks in between (a policy changed or an exemption
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from typing import Any
 
@@ -79,7 +78,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
     request = _request(body, spec)
     try:
         async with shared.lock(uid):
-            wrote = await _in_thread(shared, pipeline.disable, shared.clients, request)
+            wrote = await shared.run_blocking(pipeline.disable, shared.clients, request)
     except errors.NotFound:
         wrote = False
     except errors.AwsError as exc:
@@ -113,7 +112,7 @@ async def _reconcile(
             shared.schedule.failed(uid, terminal=True, resync=600)
             return
         request = _request(body, spec, previous, refresh_findings)
-        outcome = await _in_thread(shared, pipeline.sync, shared.clients, shared.buckets, request)
+        outcome = await shared.run_blocking(pipeline.sync, shared.clients, shared.buckets, request)
         status = outcome.status.model_copy(
             update={"last_handled_reconcile_at": body.meta.annotations.get(RECONCILE_ANNOTATION)},
         )
@@ -165,11 +164,6 @@ def _previous_status(body: kopf.Body) -> m.ImagePipelineStatus:
         return m.ImagePipelineStatus.model_validate(dict(body.status))
     except pydantic.ValidationError:
         return m.ImagePipelineStatus()  # written by an older operator: start afresh rather than fail
-
-
-async def _in_thread(shared: runtime_.Runtime, fn: Any, *args: Any) -> Any:
-    """boto3 blocks: run it in the runtime's pool, sized with botocore's connection pool."""
-    return await asyncio.get_running_loop().run_in_executor(shared.executor, fn, *args)
 
 
 def _write_invalid_spec(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from imagescan.admission import server as admission_server
 from imagescan.aws import clients as aws_clients
 from imagescan.models import imagepipeline as m
 from imagescan.reconcile import details, findings, policy, schedule
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,10 @@ class Runtime:
         # a handler's body shows (kopf may hand a timer a body from before the previous patch landed).
         # Kept as compact JSON: a fifth of the memory of the parsed models.
         self._written: dict[str, bytes] = {}
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """boto3 blocks: run it in the pool sized with botocore's connection pool, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def lock(self, uid: str) -> asyncio.Lock:
         """One reconcile at a time per object, whether an event or the timer started it."""

@@ -22,7 +22,8 @@ from typing import Any
 from imagescan.aws import findings as aws_findings
 from imagescan.models import imagepipeline as m
 
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED")
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED")  # the console's order
+SEVERITY_FIELDS = tuple(severity.lower() for severity in SEVERITIES)  # as SeverityCounts spells them
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 _SMALL_BUCKETS = ("UNTRIAGED", "INFORMATIONAL")
 _AGGREGATED = ("CRITICAL", "HIGH", "MEDIUM")
@@ -84,8 +85,13 @@ def _timestamp(value: Any) -> str | None:
     return str(value)
 
 
+def severity_rank(severity: str | None) -> int:
+    """0 for CRITICAL up to 5 for UNTRIAGED; anything else after them."""
+    return _RANK.get((severity or "").upper(), len(SEVERITIES))
+
+
 def worst_first(finding: m.Finding) -> tuple[int, float, str]:
-    return (_RANK.get(finding.severity, len(SEVERITIES)), -(finding.inspector_score or 0.0), finding.vulnerability_id)
+    return (severity_rank(finding.severity), -(finding.inspector_score or 0.0), finding.vulnerability_id)
 
 
 def top(findings: Iterable[m.Finding], n: int) -> list[m.Finding]:

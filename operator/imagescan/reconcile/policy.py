@@ -18,7 +18,7 @@ from imagescan.models import imagepipeline as ip
 from imagescan.reconcile import details as details_
 from imagescan.reconcile import findings as findings_
 
-SEVERITY_FIELDS = ("critical", "high", "medium", "low", "informational", "untriaged")
+SEVERITY_FIELDS = findings_.SEVERITY_FIELDS
 UNFIXED = "NO"
 
 
