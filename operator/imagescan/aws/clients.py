@@ -48,13 +48,10 @@ class Clients:
     def imagebuilder(self, region: str | None = None) -> Any:
         return self._get("imagebuilder", region or self.default_region)
 
-    def inspector2(self, region: str | None = None) -> Any:
-        return self._get("inspector2", region or self.default_region)
-
     def ecr(self, region: str | None = None) -> Any:
         return self._get("ecr", region or self.default_region)
 
-    def _get(self, service: Literal["imagebuilder", "inspector2", "ecr"], region: str) -> Any:
+    def _get(self, service: Literal["imagebuilder", "ecr"], region: str) -> Any:
         key = (service, region)
         with self._lock:
             client = self._clients.get(key)
