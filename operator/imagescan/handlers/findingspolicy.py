@@ -82,7 +82,7 @@ async def evaluate(
 ) -> None:
     pipelines_by_namespace: kopf.Index[str | None, policy.Pipeline] = kwargs[INDEX]  # kopf injects indexes by id
     generation = int(body.meta.get("generation") or 0)
-    previous = _previous(body)
+    previous = status_.read(fp.FindingsPolicyStatus, body)
     try:
         spec = fp.FindingsPolicySpec.model_validate(dict(body.spec))
     except pydantic.ValidationError as exc:
@@ -124,13 +124,6 @@ async def _fetch_details(shared: runtime.Runtime, spec: fp.FindingsPolicySpec, p
             await shared.run_blocking(shared.details.fetch, client, key)
         except errors.AwsError as exc:
             logger.warning("could not read every finding of %s to judge it exactly: %s", pipeline.name, exc.message)
-
-
-def _previous(body: kopf.Body) -> fp.FindingsPolicyStatus:
-    try:
-        return fp.FindingsPolicyStatus.model_validate(dict(body.status))
-    except pydantic.ValidationError:
-        return fp.FindingsPolicyStatus()
 
 
 def _changed(previous: fp.FindingsPolicyStatus, new: fp.FindingsPolicyStatus) -> bool:

@@ -104,7 +104,7 @@ async def _reconcile(
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
     async with shared.lock(uid):
-        previous = shared.last_written(uid) or _previous_status(body)
+        previous = shared.last_written(uid) or status_.read(m.ImagePipelineStatus, body)
         try:
             spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
         except pydantic.ValidationError as exc:
@@ -153,17 +153,10 @@ def _request(
 ) -> pipeline.Request:
     return pipeline.Request(
         spec=spec, uid=body.meta.uid or "", generation=int(body.meta.get("generation") or 0),
-        previous=previous if previous is not None else _previous_status(body),
+        previous=previous if previous is not None else status_.read(m.ImagePipelineStatus, body),
         paused=body.meta.annotations.get(PAUSED_ANNOTATION) == "true",
         refresh_findings=refresh_findings,
     )
-
-
-def _previous_status(body: kopf.Body) -> m.ImagePipelineStatus:
-    try:
-        return m.ImagePipelineStatus.model_validate(dict(body.status))
-    except pydantic.ValidationError:
-        return m.ImagePipelineStatus()  # written by an older operator: start afresh rather than fail
 
 
 def _write_invalid_spec(

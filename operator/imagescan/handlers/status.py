@@ -14,6 +14,15 @@ from imagescan.models import kstatus
 S = TypeVar("S", ip.ImagePipelineStatus, fp.FindingsPolicyStatus)
 
 
+def read(model: type[S], body: kopf.Body) -> S:
+    """The object's status as the model; empty if it does not parse (written by an older operator, say):
+    starting afresh beats failing on every event."""
+    try:
+        return model.model_validate(dict(body.status))
+    except pydantic.ValidationError:
+        return model()
+
+
 def replace(patch: kopf.Patch, body: kopf.Body, status: S) -> S:
     """Replace the whole status through a merge patch: keys no longer present are set to null."""
     new = status.to_k8s()
