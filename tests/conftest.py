@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.fixtures import kube_api, kube_client
+from tests.support.fixtures import cluster, cluster_client, control_plane, kube_api, kube_client
 
-__all__ = ["kube_api", "kube_client"]
+__all__ = ["cluster", "cluster_client", "control_plane", "kube_api", "kube_client"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

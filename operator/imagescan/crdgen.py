@@ -70,7 +70,9 @@ def _root_schema(resource: resources.Resource) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of this object."},
             "kind": {"type": "string", "description": "Kind of this object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # kube-apiserver refuses anything under metadata but type and name/generateName constraints
+            # ("must not specify anything other than name and generateName"), a description included.
+            "metadata": {"type": "object"},
             "spec": model_schema(resource.spec, "spec"),
             "status": model_schema(resource.status, "status"),
         },

@@ -1,5 +1,6 @@
 """The real operator with its admission webhook on a free port (self-signed certificate), gating against
-ImagePipelines and FindingsPolicies it has judged; requests are real AdmissionReview v1 POSTs over HTTPS.
+ImagePipelines and FindingsPolicies it has judged on the real control plane (as the shipped ServiceAccount);
+requests are real AdmissionReview v1 POSTs over HTTPS.
 
 One operator serves the whole module: the set-up (pipelines Ready, policies evaluated) is the slow part and
 the webhook reads only, so the tests cannot disturb one another.
@@ -7,6 +8,7 @@ the webhook reads only, so the tests cannot disturb one another.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -19,24 +21,20 @@ from typing import Any
 
 import pytest
 
-from imagescan import GROUP, VERSION, apiserver, runner
+from imagescan import GROUP, VERSION, runner
 from imagescan.admission import server as admission_server
 from imagescan.aws import clients as aws_clients
 from imagescan.emulator import server
 from imagescan.handlers import runtime
-from tests.conftest import ROOT
 from tests.integration.harness import wait_for
+from tests.support import controlplane, fixtures
+from tests.support.fixtures import Cluster
 
-NAMESPACE = "default"
-# Kinds the embedded API server does not have built in; a real cluster serves them (Karpenter's CRD aside).
-EXTRA_KINDS = (
-    ("apps", "StatefulSet", "statefulsets", "Namespaced"),
-    ("apps", "DaemonSet", "daemonsets", "Namespaced"),
-    ("apps", "ReplicaSet", "replicasets", "Namespaced"),
-    ("batch", "Job", "jobs", "Namespaced"),
-    ("batch", "CronJob", "cronjobs", "Namespaced"),
-    ("karpenter.k8s.aws", "EC2NodeClass", "ec2nodeclasses", "Cluster"),
-)
+NAMESPACE = "admission-gate"
+# The plural of each kind the webhook reviews; Karpenter's EC2NodeClass is the one a cluster needs a CRD for.
+PLURALS = {"Pod": "pods", "Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets",
+           "ReplicaSet": "replicasets", "Job": "jobs", "CronJob": "cronjobs", "EC2NodeClass": "ec2nodeclasses"}
+KARPENTER = ("karpenter.k8s.aws", "EC2NodeClass", "ec2nodeclasses", "Cluster")
 # name -> (labels, emulator pipeline options)
 PIPELINES: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
     "denied": ({"gate": "deny"}, {"container": True, "findings": {"CRITICAL": 2, "HIGH": 1}}),
@@ -71,7 +69,7 @@ class Answer:
 class Gate:
     """The running webhook and what it was set up with."""
 
-    api: apiserver.ApiServer
+    api: Cluster
     port: int
     ca: pathlib.Path
     images: dict[str, str]  # pipeline name -> its latest output image URI (or AMI id)
@@ -93,8 +91,7 @@ class Gate:
     def review(self, obj: dict[str, Any], *, operation: str = "CREATE", old: dict[str, Any] | None = None,
                dry_run: bool = False) -> Answer:
         group, _, version = obj["apiVersion"].rpartition("/")
-        plural = {"Pod": "pods", "Deployment": "deployments"}.get(obj["kind"]) or next(
-            p for g, k, p, _ in EXTRA_KINDS if k == obj["kind"])
+        plural = PLURALS[obj["kind"]]
         namespace = obj["metadata"].get("namespace", NAMESPACE) if obj["kind"] != "EC2NodeClass" else None
         request = {
             "uid": str(uuid.uuid4()),
@@ -131,15 +128,15 @@ def _crd(group: str, kind: str, plural: str, scope: str) -> dict[str, Any]:
     }
 
 
-def _latest_output(api: apiserver.ApiServer, name: str) -> str | None:
-    obj = api.get(GROUP, VERSION, "imagepipelines", NAMESPACE, name) or {}
+def _latest_output(api: Cluster, name: str) -> str | None:
+    obj = api.get(GROUP, VERSION, "imagepipelines", api.namespace, name) or {}
     latest = ((obj.get("status") or {}).get("findings") or {}).get("latestImage") or {}
     outputs = latest.get("containerImages") or latest.get("amis") or []
     return str(outputs[0]) if outputs else None
 
 
-def _violating(api: apiserver.ApiServer, name: str) -> bool:
-    obj = api.get(GROUP, VERSION, "findingspolicies", NAMESPACE, name) or {}
+def _violating(api: Cluster, name: str) -> bool:
+    obj = api.get(GROUP, VERSION, "findingspolicies", api.namespace, name) or {}
     return bool(((obj.get("status") or {}).get("totals") or {}).get("violating"))
 
 
@@ -157,38 +154,39 @@ AWS_TEST_ENVIRONMENT = {
 }
 
 
-def prepare(patch: pytest.MonkeyPatch, api: apiserver.ApiServer, emulator: server.Emulator,
-            tmp: pathlib.Path) -> pathlib.Path:
-    """Environment, CRDs, the pipelines and the policies the admission tests judge; returns the kubeconfig."""
-    # Module scope comes before the function-scoped AWS environment of tests/conftest.py: set it here too.
-    for name, value in AWS_TEST_ENVIRONMENT.items():
-        patch.setenv(name, value)
-    kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
-    patch.setenv("KUBECONFIG", str(kubeconfig))
-    for crd in sorted((ROOT / "crds").glob("*.imagescan.io.yaml")):
-        api.apply_yaml(crd)
-    for extra in EXTRA_KINDS:
-        api.apply(_crd(*extra))
+def prepare(api: Cluster, emulator: server.Emulator) -> None:
+    """Karpenter's CRD, the pipelines and the policies the admission tests judge, in the cluster's namespace."""
+    api.apply(_crd(*KARPENTER))
+    api.plane.wait_established(f"{KARPENTER[2]}.{KARPENTER[0]}")
     for name, (labels, options) in PIPELINES.items():
         arn = emulator.world.add_pipeline(name=f"{name}-pipeline", scanning_enabled=True, **options)
         api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
-                   "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-                   "spec": {"pipelineArn": arn}})
+                   "metadata": {"name": name, "labels": labels}, "spec": {"pipelineArn": arn}})
     for name, spec in POLICIES.items():
         api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy",
-                   "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec})
-    return kubeconfig
+                   "metadata": {"name": name}, "spec": spec})
 
 
-def operator_config(emulator: server.Emulator, port: int, tmp: pathlib.Path) -> runtime.Config:
+@contextlib.contextmanager
+def cluster_with_aws(plane: controlplane.ControlPlane, namespace: str, tmp: pathlib.Path,
+                     patch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """The namespace on the real control plane, with the AWS test environment (module scope comes before the
+    function-scoped one of tests/conftest.py)."""
+    for name, value in AWS_TEST_ENVIRONMENT.items():
+        patch.setenv(name, value)
+    with fixtures.cluster_for(plane, namespace, tmp, patch) as api:
+        yield api
+
+
+def operator_config(emulator: server.Emulator, port: int, tmp: pathlib.Path, namespace: str) -> runtime.Config:
     return runtime.Config(
         aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
-        tick=0.2, namespaces=(NAMESPACE,),
+        tick=0.2, namespaces=(namespace,),
         webhook=admission_server.Settings(port=port, addr="127.0.0.1", cert_dir=str(tmp / "certs")),
     )
 
 
-def wait_until_serving(api: apiserver.ApiServer, port: int) -> dict[str, str]:
+def wait_until_serving(api: Cluster, port: int) -> dict[str, str]:
     """Every pipeline's latest image known, every policy evaluated, the webhook listening; returns the images."""
     images = {name: wait_for(lambda n=name: _latest_output(api, n), what=f"{name}'s latest image")
               for name in PIPELINES}
@@ -199,12 +197,12 @@ def wait_until_serving(api: apiserver.ApiServer, port: int) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
+def gate(control_plane: controlplane.ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
     tmp = tmp_path_factory.mktemp("admission")
     with pytest.MonkeyPatch.context() as patch, server.Emulator(seed=7, pipelines=0) as emulator, \
-            apiserver.ApiServer() as api:
-        prepare(patch, api, emulator, tmp)
+            cluster_with_aws(control_plane, NAMESPACE, tmp, patch) as api:
+        prepare(api, emulator)
         port = _free_port()
-        with runner.InThread(operator_config(emulator, port, tmp)):
+        with runner.InThread(operator_config(emulator, port, tmp, api.namespace)):
             images = wait_until_serving(api, port)
             yield Gate(api=api, port=port, ca=tmp / "certs" / "ca.crt", images=images)

@@ -1,10 +1,12 @@
-"""The shipped ValidatingWebhookConfiguration at work: the embedded API server calls the operator's webhook as
-kube-apiserver does, so clients (the ``kubernetes`` client, kubectl) see what they would see in a cluster, while
-the operator is up and once it is down.
+"""The shipped ValidatingWebhookConfiguration at work on a real kube-apiserver: it calls the operator's webhook,
+so clients (the ``kubernetes`` client, kubectl) see what they see in a cluster, while the operator is up and
+once it is down.
 
 The configuration is deploy/webhook/webhook.yaml's, rules, selectors, timeout and failure policy kept; only its
 ``clientConfig`` points at the test operator (``url`` and the CA of its self-signed certificate), except in the
-test of the shipped ``service`` reference, resolved through ``ApiServer(service_urls=…)``.
+tests of the shipped ``service`` reference: the API server (``--enable-aggregator-routing``) resolves the
+shipped Service through its endpoints, set here to this machine's address and the operator's port, as the
+endpoints controller would for the operator's Pod.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import copy
 import dataclasses
 import pathlib
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,37 +26,51 @@ import kubernetes
 import pytest
 import yaml
 
-from imagescan import apiserver, runner
+from imagescan import runner
 from imagescan.emulator import server
 from tests.admission.conftest import (
-    NAMESPACE,
     _free_port,
     _listening,
+    cluster_with_aws,
     operator_config,
     prepare,
     wait_until_serving,
 )
 from tests.conftest import ROOT
 from tests.integration.harness import wait_for
+from tests.support import controlplane
+from tests.support.fixtures import Cluster
 
 SHIPPED = ROOT / "deploy" / "webhook" / "webhook.yaml"
-SERVICE = "imagescan-system/imagescan-webhook:443"
+NAMESPACE = "admission-webhooks"
+
+
+def _host_address() -> str | None:
+    """This machine's non-loopback IPv4 address (Endpoints may not point at loopback), if it has one."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        address = str(probe.getsockname()[0])
+        return None if address.startswith("127.") or address == "0.0.0.0" else address
+    return None
 
 
 @dataclasses.dataclass
-class Cluster:
+class Wired:
     """The API server, the operator serving its webhook (stoppable), and the shipped configuration."""
 
-    api: apiserver.ApiServer
+    api: Cluster
     operator: runner.InThread
     port: int
     ca_bundle: str
     images: dict[str, str]
-    kubeconfig: pathlib.Path
+
+    @property
+    def kubeconfig(self) -> pathlib.Path:
+        return self.api.kubeconfig
 
     @property
     def core(self) -> kubernetes.client.CoreV1Api:
-        return kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(self.kubeconfig)))
+        return kubernetes.client.CoreV1Api(self.api.plane.admin)
 
     def configure(self, *, failure_policy: str | None = None, service: bool = False) -> dict[str, Any]:
         """(Re)create the shipped configuration, its clientConfig pointed at the test operator."""
@@ -66,7 +83,27 @@ class Cluster:
             webhook["clientConfig"]["caBundle"] = self.ca_bundle
             if failure_policy:
                 webhook["failurePolicy"] = failure_policy
-        return self.api.apply(config)
+        applied = self.api.apply(config)
+        time.sleep(1.0)  # the API server picks webhook configurations up from its informer, not at once
+        return applied
+
+    def route_service(self) -> None:
+        """The shipped Service, with endpoints at this machine's address and the operator's port."""
+        address = _host_address()
+        if address is None:
+            pytest.skip("this machine has no non-loopback IPv4 address for the Service's endpoints")
+        (service,) = [doc for doc in yaml.safe_load_all(SHIPPED.read_text()) if doc and doc["kind"] == "Service"]
+        self.api.apply(service)
+        name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+        port_name = service["spec"]["ports"][0]["name"]
+        self.api.apply({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": namespace},
+                        "subsets": [{"addresses": [{"ip": address}],
+                                     "ports": [{"name": port_name, "port": self.port, "protocol": "TCP"}]}]})
+        self.api.apply({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                        "metadata": {"name": f"{name}-test", "namespace": namespace,
+                                     "labels": {"kubernetes.io/service-name": name}},
+                        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+                        "ports": [{"name": port_name, "port": self.port, "protocol": "TCP"}]})
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         cache = self.kubeconfig.parent / "cache"
@@ -75,24 +112,28 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(control_plane: controlplane.ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wired]:
     """As tests/admission/conftest.py's ``gate``, but the operator can be stopped (the last tests do)."""
     tmp = tmp_path_factory.mktemp("webhooks")
     port = _free_port()
     with contextlib.ExitStack() as stack:
         patch = stack.enter_context(pytest.MonkeyPatch.context())
         emulator = stack.enter_context(server.Emulator(seed=11, pipelines=0))
-        api = stack.enter_context(apiserver.ApiServer(service_urls={SERVICE: f"https://127.0.0.1:{port}"}))
-        kubeconfig = prepare(patch, api, emulator, tmp)
-        operator = stack.enter_context(runner.InThread(operator_config(emulator, port, tmp)))
+        api = stack.enter_context(cluster_with_aws(control_plane, NAMESPACE, tmp, patch))
+        prepare(api, emulator)
+        config = operator_config(emulator, port, tmp, api.namespace)
+        # Reachable on this machine's address too: the Service's endpoints cannot be loopback.
+        config = dataclasses.replace(config, webhook=dataclasses.replace(config.webhook, addr="0.0.0.0"))
+        operator = stack.enter_context(runner.InThread(config))
         images = wait_until_serving(api, port)
         ca_bundle = base64.b64encode((tmp / "certs" / "ca.crt").read_bytes()).decode()
-        yield Cluster(api=api, operator=operator, port=port, ca_bundle=ca_bundle, images=images,
-                      kubeconfig=kubeconfig)
+        yield Wired(api=api, operator=operator, port=port, ca_bundle=ca_bundle, images=images)
+        api.plane.http("DELETE", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/"
+                       "imagescan-findingspolicy")
 
 
 @pytest.fixture
-def up(cluster: Cluster) -> Cluster:
+def up(cluster: Wired) -> Wired:
     if not _listening(cluster.port):
         pytest.fail("the operator was stopped by an earlier test: the tests of a stopped webhook come last")
     cluster.configure()
@@ -110,14 +151,14 @@ def _refusal(core: kubernetes.client.CoreV1Api, pod: dict[str, Any]) -> kubernet
     return caught.value
 
 
-def _stored(cluster: Cluster, name: str, namespace: str = NAMESPACE) -> bool:
+def _stored(cluster: Wired, name: str, namespace: str = NAMESPACE) -> bool:
     return cluster.api.get("", "v1", "pods", namespace, name) is not None
 
 
 # --- The operator up -----------------------------------------------------------------------------------------
 
 
-def test_deny_policy_refuses_the_pod_naming_the_policy(up: Cluster) -> None:
+def test_deny_policy_refuses_the_pod_naming_the_policy(up: Wired) -> None:
     error = _refusal(up.core, _pod("denied", up.images["denied"]))
     assert error.status == 403
     message = yaml.safe_load(error.body)["message"]
@@ -126,13 +167,13 @@ def test_deny_policy_refuses_the_pod_naming_the_policy(up: Cluster) -> None:
     assert not _stored(up, "denied")
 
 
-def test_compliant_pod_is_created_without_warnings(up: Cluster) -> None:
+def test_compliant_pod_is_created_without_warnings(up: Wired) -> None:
     _, status, headers = up.core.create_namespaced_pod_with_http_info(NAMESPACE, _pod("clean", up.images["clean"]))
     assert status == 201 and "Warning" not in headers
     assert _stored(up, "clean")
 
 
-def test_warn_policy_creates_the_pod_and_kubectl_prints_the_warning(up: Cluster) -> None:
+def test_warn_policy_creates_the_pod_and_kubectl_prints_the_warning(up: Wired) -> None:
     result = up.kubectl("create", "-f", "-", stdin=yaml.safe_dump(_pod("warned", up.images["warned"])))
     assert result.returncode == 0, result.stderr
     assert "pod/warned created" in result.stdout
@@ -141,14 +182,15 @@ def test_warn_policy_creates_the_pod_and_kubectl_prints_the_warning(up: Cluster)
     assert _stored(up, "warned")
 
 
-def test_kubectl_shows_the_refusal(up: Cluster) -> None:
+def test_kubectl_shows_the_refusal(up: Wired) -> None:
     result = up.kubectl("create", "-f", "-", stdin=yaml.safe_dump(_pod("denied-kubectl", up.images["denied"])))
     assert result.returncode != 0
-    assert 'Error from server (Forbidden)' in result.stderr
+    # The webhook gives no reason, so kube-apiserver's Status has none: kubectl prints no "(Forbidden)".
+    assert result.stderr.startswith('Error from server: error when creating "STDIN": ')
     assert 'admission webhook "workloads.findingspolicy.imagescan.io" denied the request' in result.stderr
 
 
-def test_updates_are_reviewed_too(up: Cluster) -> None:
+def test_updates_are_reviewed_too(up: Wired) -> None:
     up.core.create_namespaced_pod(NAMESPACE, _pod("updated", up.images["clean"]))
     patch = {"spec": {"containers": [{"name": "app", "image": up.images["denied"]}]}}
     with pytest.raises(kubernetes.client.ApiException) as caught:
@@ -158,7 +200,7 @@ def test_updates_are_reviewed_too(up: Cluster) -> None:
     assert stored["spec"]["containers"][0]["image"] == up.images["clean"]
 
 
-def test_server_side_dry_run_is_reviewed_and_stores_nothing(up: Cluster) -> None:
+def test_server_side_dry_run_is_reviewed_and_stores_nothing(up: Wired) -> None:
     denied = up.kubectl("create", "--dry-run=server", "-f", "-",
                         stdin=yaml.safe_dump(_pod("dry-denied", up.images["denied"])))
     assert denied.returncode != 0 and "no-criticals" in denied.stderr
@@ -169,19 +211,20 @@ def test_server_side_dry_run_is_reviewed_and_stores_nothing(up: Cluster) -> None
     assert not _stored(up, "dry-clean")
 
 
-def test_kube_system_is_not_reviewed(up: Cluster) -> None:
+def test_kube_system_is_not_reviewed(up: Wired) -> None:
     pod = _pod("denied", up.images["denied"], namespace="kube-system")
     _, status, _ = up.core.create_namespaced_pod_with_http_info("kube-system", pod)
     assert status == 201 and _stored(up, "denied", "kube-system")
 
 
-def test_namespaces_carry_their_name_as_a_label(up: Cluster) -> None:
+def test_namespaces_carry_their_name_as_a_label(up: Wired) -> None:
     namespace = up.core.read_namespace("kube-system")
     assert namespace.metadata.labels["kubernetes.io/metadata.name"] == "kube-system"
 
 
-def test_the_shipped_service_reference_reaches_the_webhook(up: Cluster) -> None:
-    up.configure(service=True)  # clientConfig.service as shipped, resolved through service_urls
+def test_the_shipped_service_reference_reaches_the_webhook(up: Wired) -> None:
+    up.route_service()
+    up.configure(service=True)  # clientConfig.service as shipped
     error = _refusal(up.core, _pod("denied-via-service", up.images["denied"]))
     assert error.status == 403 and "no-criticals" in error.body
 
@@ -190,13 +233,13 @@ def test_the_shipped_service_reference_reaches_the_webhook(up: Cluster) -> None:
 
 
 @pytest.fixture
-def down(cluster: Cluster) -> Cluster:
+def down(cluster: Wired) -> Wired:
     cluster.operator.stop()
     wait_for(lambda: not _listening(cluster.port), what="the webhook gone")
     return cluster
 
 
-def test_failure_policy_ignore_admits_while_the_operator_is_down(down: Cluster) -> None:
+def test_failure_policy_ignore_admits_while_the_operator_is_down(down: Wired) -> None:
     config = down.configure()
     assert {webhook["failurePolicy"] for webhook in config["webhooks"]} == {"Ignore"}  # as shipped
     started = time.monotonic()
@@ -206,7 +249,7 @@ def test_failure_policy_ignore_admits_while_the_operator_is_down(down: Cluster) 
     assert time.monotonic() - started < 5, "a refused connection fails at once, well within timeoutSeconds"
 
 
-def test_failure_policy_fail_refuses_while_the_operator_is_down(down: Cluster) -> None:
+def test_failure_policy_fail_refuses_while_the_operator_is_down(down: Wired) -> None:
     down.configure(failure_policy="Fail")
     error = _refusal(down.core, _pod("refused", down.images["denied"]))
     assert error.status == 500
@@ -220,7 +263,8 @@ def test_failure_policy_fail_refuses_while_the_operator_is_down(down: Cluster) -
     assert status == 201
 
 
-def test_failure_policy_fail_with_the_shipped_service_reference(down: Cluster) -> None:
+def test_failure_policy_fail_with_the_shipped_service_reference(down: Wired) -> None:
+    down.route_service()
     down.configure(failure_policy="Fail", service=True)
     error = _refusal(down.core, _pod("refused-via-service", down.images["denied"]))
     assert error.status == 500 and "failed calling webhook" in error.body

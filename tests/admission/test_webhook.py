@@ -77,7 +77,7 @@ def test_audit_policy_allows_and_leaves_a_warning_event_on_the_policy(gate: Gate
     assert event["type"] == "Warning"
     assert event["involvedObject"]["kind"] == "FindingsPolicy"
     assert event["involvedObject"]["name"] == "no-mediums" and event["involvedObject"]["uid"]
-    assert "admitted create of Pod default/audited-pod" in event["message"]
+    assert f"admitted create of Pod {NAMESPACE}/audited-pod" in event["message"]
     assert "4 medium finding(s), at most 0 allowed" in event["message"]
 
 

@@ -1,4 +1,8 @@
-"""The real operator (kopf) against the test API server and the Image Builder emulator, over HTTP."""
+"""The real operator (kopf) against a real kube-apiserver and the Image Builder emulator, over HTTP.
+
+The operator authenticates as the shipped ServiceAccount with the shipped ClusterRole only; each test has a
+namespace of its own on the session's control plane (see tests/support/fixtures.py).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from collections.abc import Iterator
 import kubernetes.client
 import pytest
 
-from imagescan import apiserver, runner
+from imagescan import runner
 from imagescan.aws import clients as aws_clients
 from imagescan.emulator import server
 from imagescan.handlers import runtime
-from tests.conftest import ROOT
 from tests.integration import harness
+from tests.support.fixtures import Cluster
 
 
 @pytest.fixture
@@ -22,18 +26,17 @@ def emulator() -> Iterator[server.Emulator]:
 
 
 @pytest.fixture
-def operator(kube_api: apiserver.ApiServer, emulator: server.Emulator) -> Iterator[runner.InThread]:
-    for crd in sorted((ROOT / "crds").glob("*.imagescan.io.yaml")):
-        kube_api.apply_yaml(crd)
+def operator(cluster: Cluster, emulator: server.Emulator) -> Iterator[runner.InThread]:
     config = runtime.Config(
         aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
         tick=0.2,
-        namespaces=(harness.NAMESPACE,),
+        namespaces=(cluster.namespace,),
     )
     with runner.InThread(config) as running:
         yield running
 
 
 @pytest.fixture
-def pipelines(operator: runner.InThread, kube_client: kubernetes.client.ApiClient) -> harness.Pipelines:
-    return harness.Pipelines(kube_client)
+def pipelines(operator: runner.InThread, cluster: Cluster,
+              cluster_client: kubernetes.client.ApiClient) -> harness.Pipelines:
+    return harness.Pipelines(cluster_client, cluster.namespace)

@@ -11,7 +11,6 @@ import kubernetes.client
 from imagescan import GROUP, VERSION
 
 T = TypeVar("T")
-NAMESPACE = "default"
 PLURAL = "imagepipelines"
 
 
@@ -30,7 +29,8 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "
 class Pipelines:
     """ImagePipeline objects through the kubernetes client, the way kubectl users touch them."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
         self.api = kubernetes.client.CustomObjectsApi(api_client)
         self.core = kubernetes.client.CoreV1Api(api_client)
 
@@ -39,21 +39,21 @@ class Pipelines:
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
             "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec,
         }
-        return dict(self.api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body))
+        return dict(self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body))
 
     def get(self, name: str) -> dict[str, Any] | None:
         try:
-            return dict(self.api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name))
+            return dict(self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name))
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
     def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.api.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name, patch))
+        return dict(self.api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, patch))
 
     def delete(self, name: str) -> None:
-        self.api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
 
     def condition(self, name: str, type_: str = "Ready") -> dict[str, Any] | None:
         obj = self.get(name) or {}
@@ -78,5 +78,5 @@ class Pipelines:
         return obj
 
     def events(self, name: str) -> list[Any]:
-        items = self.core.list_namespaced_event(NAMESPACE).items
+        items = self.core.list_namespaced_event(self.namespace).items
         return [e for e in items if e.involved_object.name == name]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import time
 
+import kubernetes.client
+import pytest
+
 from imagescan.emulator import ecr, server
 from tests.integration import harness
 from tests.integration.harness import wait_for
@@ -188,10 +191,13 @@ def test_pipeline_found_by_name(emulator: server.Emulator, pipelines: harness.Pi
     assert obj["status"]["pipeline"]["arn"] == arn
 
 
-def test_invalid_spec_is_stalled_with_a_message(pipelines: harness.Pipelines) -> None:
-    pipelines.create("empty", {"scanning": {"enabled": True}})  # neither pipelineArn nor pipelineName
-    stalled = pipelines.wait_condition("empty", "Stalled", "True", "InvalidSpec")
-    assert "pipelineArn" in stalled["message"]
+def test_spec_without_a_pipeline_is_refused_by_the_crd(pipelines: harness.Pipelines) -> None:
+    """The CRD's CEL rule refuses it at apply time: the user sees why at once, nothing is stored."""
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        pipelines.create("empty", {"scanning": {"enabled": True}})  # neither pipelineArn nor pipelineName
+    assert refused.value.status == 422
+    assert "set spec.pipelineArn, or spec.pipelineName" in json.loads(refused.value.body)["message"]
+    assert pipelines.get("empty") is None
 
 
 def test_critical_increase_posts_one_warning(emulator: server.Emulator, pipelines: harness.Pipelines) -> None:

@@ -18,6 +18,8 @@ from imagescan import cli, views
 from imagescan.apiserver import ApiServer
 from imagescan.models import imagepipeline as m
 from tests.conftest import ROOT
+from tests.support import controlplane
+from tests.support.fixtures import SKIP_HINT
 
 GROUP, VERSION, PLURAL = "imagescan.io", "v1alpha1", "imagepipelines"
 ACCOUNT = "123456789012"
@@ -88,25 +90,38 @@ ALL_ORDER = ["CVE-2024-0001", "CVE-2024-0002", SHARED, SHARED, "GHSA-abcd-1234-w
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[ApiServer]:
-    """One server for the module: the CRD, namespace team-b, four ImagePipelines (one without status)."""
-    with ApiServer() as server:
-        server.apply_yaml(ROOT / "crds" / "imagepipelines.imagescan.io.yaml")
-        server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
+def api() -> Iterator[controlplane.ControlPlane]:
+    """A control plane of the module's own (``-A`` must see only these): the CRD, namespace team-b, four
+    ImagePipelines (one without status), status written through the status subresource as the operator does."""
+    plane = _own_control_plane()
+    with plane:
+        plane.apply_yaml(ROOT / "crds" / "imagepipelines.imagescan.io.yaml")
+        plane.create_namespace("team-b")
         for (namespace, name), body in STATUSES.items():
-            server.apply({
+            plane.apply({
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "ImagePipeline",
                 "metadata": {"name": name, "namespace": namespace},
                 "spec": {"pipelineArn": f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:image-pipeline/{name}"},
             }, namespace=namespace)
             if body is not None:
-                server.http("PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
-                            {"status": body}, content_type="application/merge-patch+json")
-        yield server
+                code, answer = plane.http(
+                    "PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+                    {"status": body}, content_type="application/merge-patch+json")
+                assert code == 200, answer
+        yield plane
+
+
+def _own_control_plane() -> controlplane.ControlPlane:
+    try:
+        return controlplane.ControlPlane(controlplane.binaries())
+    except controlplane.NoToolchain as exc:
+        if controlplane.environment_says_required():
+            pytest.fail(f"IMAGESCAN_REQUIRE_CONTROL_PLANE is set and there is no control plane: {exc}")
+        pytest.skip(f"{SKIP_HINT}: {exc}")
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(api: ApiServer, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+def kubeconfig(api: controlplane.ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return api.write_kubeconfig(tmp_path_factory.mktemp("views") / "kubeconfig")
 
 

@@ -64,9 +64,6 @@ USER_INFO = {'username': 'kubernetes-admin', 'groups': ['system:masters', 'syste
 DEFAULT_TIMEOUT = 10
 _ATTEMPTS = 5
 _DRY_RUN_SAFE = ('None', 'NoneOnDryRun')
-_REASONS = {400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 405: 'MethodNotAllowed',
-            409: 'Conflict', 410: 'Gone', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError',
-            503: 'ServiceUnavailable', 504: 'Timeout'}
 
 
 @dataclass(frozen=True)
@@ -288,7 +285,9 @@ class Admission:
         denied = f'admission webhook "{name}" denied the request'
         explained = status.get('message') or status.get('reason')
         message = f'{denied}: {explained}' if explained else f'{denied} without explanation'
-        reason = str(status.get('reason') or _REASONS.get(code, ''))
+        # kube-apiserver passes the webhook's reason on as it is, empty included: kubectl then prints
+        # "Error from server: ..." rather than "Error from server (Forbidden): ..." (webhookerrors.ToStatusErr).
+        reason = str(status.get('reason') or '')
         return warnings, store.ApiError(code, reason, message, details=status.get('details'))
 
     def _review(self, uid: str, change: store.Change, request: Request) -> store.Obj:
