@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import Any
 
+import kopf
+import pydantic
+import pytest
+
+from imagescan.handlers import findingspolicy
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
 from imagescan.reconcile import details as details_
@@ -131,3 +137,63 @@ def test_score_limit_sees_findings_beyond_the_listed_ones() -> None:
 def test_details_key_follows_the_scope() -> None:
     assert policy.details_key(_spec(), WEB) == ("imageBuildVersionArn", "arn:web", "1,1,0,0,0,0")
     assert policy.details_key(_spec(scope="AllImages"), WEB) is None  # no pipeline identity in this status
+
+
+IMPOSSIBLE_DATES = ["2025-02-30", "2024-13-45", "0000-01-01", "2024-02-30"]
+
+
+def _bad_policy(expires: str) -> dict[str, Any]:
+    exemptions = [{"vulnerabilityId": "CVE-1", "reason": "r", "expires": "2027-01-01"},
+                  {"vulnerabilityId": "CVE-2", "reason": "r", "expires": expires}]
+    return {"apiVersion": "imagescan.io/v1alpha1", "kind": "FindingsPolicy",
+            "metadata": {"name": "bad", "namespace": "team", "uid": "u-1", "generation": 3},
+            "spec": {"thresholds": {"critical": 0}, "exemptions": exemptions, "enforcement": "Deny"}}
+
+
+@pytest.mark.parametrize("expires", IMPOSSIBLE_DATES)
+def test_impossible_expiry_dates_fail_validation(expires: str) -> None:
+    """They match the YYYY-MM-DD pattern; evaluating them used to raise 'day is out of range for month'."""
+    with pytest.raises(pydantic.ValidationError) as caught:
+        _spec(**_bad_policy(expires)["spec"])
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("exemptions", 1, "expires") and expires in error["msg"]
+    assert _spec(exemptions=[{"vulnerabilityId": "CVE-1", "reason": "r", "expires": "2024-02-29"}])
+
+
+def test_expiry_is_a_date_in_the_crd_schema() -> None:
+    expires = fp.Exemption.model_json_schema()["properties"]["expires"]
+    assert expires["format"] == "date" and expires["type"] == "string"
+
+
+@pytest.mark.parametrize("expires", IMPOSSIBLE_DATES)
+def test_policy_index_leaves_an_impossible_date_out(expires: str) -> None:
+    """Pipelines and admission read the index: an invalid policy must not reach them at all."""
+    obj = _bad_policy(expires)
+    assert findingspolicy.index_policy("team", "bad", kopf.Spec(kopf.Body(obj))) is None
+
+
+async def test_handler_stalls_the_policy_naming_the_field_and_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an old CRD (pattern only) lets in: Stalled/InvalidSpec and one Warning Event, no traceback; an
+    unchanged bad spec on the next tick writes and posts nothing."""
+    warnings: list[tuple[str, str]] = []
+    monkeypatch.setattr(kopf, "warn", lambda body, *, reason, message: warnings.append((reason, message)))
+    obj = _bad_policy("2025-02-30")
+    patch = await _evaluate(obj)
+    (ready, stalled) = patch["status"]["conditions"]
+    expected = "spec.exemptions[1].expires: Value error, 2025-02-30 is not a calendar date"
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "InvalidSpec")
+    assert (stalled["type"], stalled["status"], stalled["reason"]) == ("Stalled", "True", "InvalidSpec")
+    assert stalled["message"].startswith(expected) and stalled["observedGeneration"] == 3
+    assert warnings == [("InvalidSpec", stalled["message"])]
+
+    obj["status"] = patch["status"]
+    assert not await _evaluate(obj), "the next tick must not rewrite an unchanged verdict"
+    assert len(warnings) == 1
+
+
+async def _evaluate(obj: dict[str, Any]) -> dict[str, Any]:
+    patch = kopf.Patch()
+    pipelines: dict[str | None, list[policy.Pipeline]] = {"team": [WEB]}
+    await findingspolicy.evaluate(body=kopf.Body(obj), patch=patch, namespace="team", memo=kopf.Memo(),
+                                  logger=logging.getLogger("test"), **{findingspolicy.INDEX: pipelines})
+    return dict(patch)

@@ -86,7 +86,7 @@ async def evaluate(
     try:
         spec = fp.FindingsPolicySpec.model_validate(dict(body.spec))
     except pydantic.ValidationError as exc:
-        status_.replace(patch, body, status_.invalid_spec(previous, status_.problems(exc), generation))
+        _refuse_spec(body, patch, previous, exc, generation)
         return
     today = datetime.datetime.now(datetime.UTC).date()
     shared: runtime.Runtime = memo.runtime
@@ -109,6 +109,28 @@ async def evaluate(
         _post_events(body, previous, status)
         status_.replace(patch, body, status)
         logger.debug("evaluated: %s", message)
+
+
+def _refuse_spec(body: kopf.Body, patch: kopf.Patch, previous: fp.FindingsPolicyStatus,
+                 exc: pydantic.ValidationError, generation: int) -> None:
+    """Stalled/InvalidSpec naming each bad field, and a Warning Event saying the same. Only on change: the
+    timer re-evaluates every tick, and an unchanged bad spec must not write status or post Events each time.
+    Nothing else is affected: ``index_policy`` leaves the policy out, so pipelines and admission go on
+    judging against the namespace's valid policies."""
+    message = spec_problems(exc)
+    status = status_.invalid_spec(previous, message, generation)
+    if _changed(previous, status):
+        kopf.warn(body, reason="InvalidSpec", message=message)
+        status_.replace(patch, body, status)
+
+
+def spec_problems(exc: pydantic.ValidationError) -> str:
+    """Each problem with the field as a path a user can find in the YAML: ``spec.exemptions[2].expires``."""
+    return "; ".join(f"{_field_path(error['loc'])}: {error['msg']}" for error in exc.errors())
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    return "spec" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
 
 
 async def _fetch_details(shared: runtime.Runtime, spec: fp.FindingsPolicySpec, pipelines: list[policy.Pipeline],

@@ -6,7 +6,8 @@ findings), so judging a policy costs no AWS call.
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime
+from typing import Annotated, Literal
 
 import pydantic
 
@@ -16,6 +17,26 @@ VULNERABILITY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,127}$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 MAX_LISTED_PIPELINES = 100
 MAX_TOP_VULNERABILITIES = 20
+
+
+def _real_date(value: str) -> str:
+    """The pattern lets 2025-02-30 or 0000-01-01 through; a policy must fail validation on them, not fail
+    every evaluation (and every pipeline judging itself against it) with a traceback later."""
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value} is not a calendar date: {exc}") from None
+    return value
+
+
+# Kept a string (YYYY-MM-DD) rather than a date so the wire format and what policy evaluation reads stay as
+# they are; ``format: date`` lets the API server refuse impossible dates too (it checks them with Go's
+# time.Parse, which still accepts year 0, hence the validator as well).
+CalendarDate = Annotated[
+    str,
+    pydantic.Field(pattern=DATE_PATTERN, json_schema_extra={"format": "date"}),
+    pydantic.AfterValidator(_real_date),
+]
 
 
 class LabelSelectorRequirement(base.CRDModel):
@@ -79,7 +100,7 @@ class Exemption(base.CRDModel):
     """The CVE or other vulnerability id, e.g. CVE-2024-3094."""
     reason: str = pydantic.Field(min_length=1, max_length=1024)
     """Why it is accepted (required): the ticket, the mitigation, who decided."""
-    expires: str = pydantic.Field(pattern=DATE_PATTERN)
+    expires: CalendarDate
     """Last day the exemption applies (YYYY-MM-DD, UTC); from the next day the finding counts again."""
     pipelines: LabelSelector | None = None
     """Only for ImagePipelines with these labels; left out: every pipeline the policy selects."""
