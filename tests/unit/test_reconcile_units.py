@@ -1,4 +1,7 @@
-"""Pure parts of the reconciler: desired/observed/delta, the update request, tokens, findings planning."""
+"""Pure parts of the reconciler: desired/observed/delta, the update request, tokens, findings planning.
+
+The schedule (when an object is next due) has its own module, tests/unit/test_schedule.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 
 from imagescan.aws import errors, pipelines, retries
 from imagescan.models import imagepipeline as m
-from imagescan.reconcile import findings, pipeline, schedule
+from imagescan.reconcile import findings, pipeline
 
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web"
 
@@ -123,20 +126,6 @@ def test_top_orders_by_severity_then_score() -> None:
         m.Finding(vulnerability_id="CVE-4", severity="CRITICAL", inspector_score=9.8),
     ]
     assert [f.vulnerability_id for f in findings.top(pool, 3)] == ["CVE-4", "CVE-2", "CVE-1"]
-
-
-def test_schedule_backs_off_with_jitter_and_caps() -> None:
-    clock = [0.0]
-    plan = schedule.Schedule(clock=lambda: clock[0], rng=random.Random(1))
-    assert not plan.due("u").sync  # never reconciled: the create/resume handler goes first
-    delays = [plan.failed("u", terminal=False, resync=600) for _ in range(12)]
-    assert all(0 < d <= 300 for d in delays)
-    assert delays[-1] > delays[0]  # grows
-    assert plan.failed("u", terminal=True, resync=600) >= 540  # terminal: next regular resync
-    plan.succeeded("u", resync=600, refresh=900, findings_refreshed=True)
-    assert not plan.due("u").sync
-    clock[0] = 700
-    assert plan.due("u").sync and not plan.due("u").findings
 
 
 def test_throttle_gate_retries_only_throttling_and_stops() -> None:

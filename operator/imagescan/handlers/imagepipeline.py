@@ -27,6 +27,8 @@ from imagescan.reconcile import pipeline, policy
 RESOURCE = (GROUP, VERSION, "imagepipelines")
 PAUSED_ANNOTATION = f"{GROUP}/paused"
 RECONCILE_ANNOTATION = f"{GROUP}/reconcile-requested-at"
+# An invalid spec has no resyncInterval of its own; the default's. Fixing the spec reconciles at once anyway.
+INVALID_SPEC_RECHECK = 600.0
 POLICY_INDEX = "policies_by_namespace"  # registered by handlers.findingspolicy
 Policies = kopf.Index[str | None, tuple[str, fp.FindingsPolicySpec]]
 
@@ -109,7 +111,7 @@ async def _reconcile(
             spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
         except pydantic.ValidationError as exc:
             shared.remember(uid, _write_invalid_spec(body, patch, previous, exc))
-            shared.schedule.failed(uid, terminal=True, resync=600)
+            shared.schedule.failed(uid, terminal=True, resync=INVALID_SPEC_RECHECK)
             return
         request = _request(body, spec, previous, refresh_findings)
         outcome = await shared.run_blocking(pipeline.sync, shared.clients, shared.buckets, request)
@@ -119,14 +121,25 @@ async def _reconcile(
         status = _with_compliance(status, previous, body, policies, shared)
         shared.remember(uid, status_.replace(patch, body, pipeline.fit(status)))
         _post_events(body, previous, outcome, logger)
-        if outcome.error is None:
-            shared.schedule.succeeded(
-                uid, resync=spec.resync_seconds, refresh=spec.refresh_seconds,
-                findings_refreshed=outcome.findings_refreshed,
-            )
-        else:
-            delay = shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=spec.resync_seconds)
-            logger.info("%s; next attempt in %.0fs", outcome.error.message, delay)
+        _reschedule(shared, uid, spec, outcome, logger)
+
+
+def _reschedule(
+        shared: runtime_.Runtime, uid: str, spec: m.ImagePipelineSpec, outcome: pipeline.Outcome,
+        logger: kopf.Logger,
+) -> None:
+    """Tell the schedule how it went: the only thing that decides when the timer reconciles again."""
+    if outcome.error is None:
+        delay = shared.schedule.succeeded(
+            uid, resync=spec.resync_seconds, refresh=spec.refresh_seconds,
+            findings_refreshed=outcome.findings_refreshed,
+        )
+        logger.debug("reconciled; next attempt in %.0fs", delay)
+        return
+    error = outcome.error
+    delay = shared.schedule.failed(uid, terminal=error.terminal, resync=spec.resync_seconds)
+    kind = "Terminal" if error.terminal else "Recoverable"
+    logger.info("%s (%s %s); next attempt in %.0fs", error.message, kind, error.reason, delay)
 
 
 def _with_compliance(
@@ -169,24 +182,25 @@ def _write_invalid_spec(
     return status_.replace(patch, body, status_.invalid_spec(previous, message, generation))
 
 
+def _ready(status: m.ImagePipelineStatus) -> kstatus.Condition | None:
+    return next((c for c in status.conditions if c.type == kstatus.Type.READY), None)
+
+
 def _ready_reason(status: m.ImagePipelineStatus) -> str | None:
-    return next((c.reason for c in status.conditions if c.type == kstatus.Type.READY), None)
+    ready = _ready(status)
+    return ready.reason if ready is not None else None
 
 
 def _post_events(
         body: kopf.Body, previous: m.ImagePipelineStatus, outcome: pipeline.Outcome, logger: kopf.Logger,
 ) -> None:
-    """Events on transitions only, so a resync that finds the same problem again stays quiet."""
+    """Events on transitions only, so a retry or resync that finds the same problem again stays quiet."""
     if outcome.wrote:
         state = "on" if outcome.status.scanning and outcome.status.scanning.enabled else "off"
         message = f"turned image scanning {state} in Image Builder"
         kopf.event(body, type="Normal", reason="ScanningUpdated", message=message)
         logger.info("turned image scanning %s", state)
-    error = outcome.error
-    if error is not None and _ready_reason(previous) != error.reason:
-        kopf.warn(body, reason=error.reason, message=error.message)
-    if outcome.drift and _ready_reason(previous) != "Drifted":
-        kopf.warn(body, reason="Drifted", message="; ".join(outcome.drift))
+    _warn_on_new_failure(body, previous, outcome.status)
     before = _latest_critical(previous)
     after = _latest_critical(outcome.status)
     if after is not None and after > (before or 0):
@@ -194,6 +208,16 @@ def _post_events(
         kopf.warn(body, reason="CriticalFindingsIncreased", message=(
             f"latest image {image.version if image else ''} has {after} critical finding(s), was {before or 0}"
         ))
+
+
+def _warn_on_new_failure(body: kopf.Body, previous: m.ImagePipelineStatus, status: m.ImagePipelineStatus) -> None:
+    """One Warning when Ready turns to a failure reason or to Drifted, named after it. Keyed on the Ready
+    condition alone, so drift found while a write keeps failing (InspectorNotEnabled, say) is one Warning
+    with the failure's reason, not one per attempt; the next Warning needs a different reason."""
+    ready = _ready(status)
+    if ready is None or ready.status == "True" or ready.reason == _ready_reason(previous):
+        return
+    kopf.warn(body, reason=ready.reason, message=ready.message)
 
 
 def _latest_critical(status: m.ImagePipelineStatus) -> int | None:

@@ -22,7 +22,8 @@ class Config:
 
     aws: aws_clients.Settings = dataclasses.field(default_factory=aws_clients.Settings)
     tick: float = 10.0
-    """How often each object's timer checks whether a resync or findings refresh is due (seconds)."""
+    """How often each object's timer asks the schedule whether it is due (resync, findings refresh or a retry
+    after a failure), in seconds. The schedule alone decides when; the tick only rounds a shorter delay up."""
     namespaces: tuple[str, ...] = ()
     clusterwide: bool = False
     liveness_endpoint: str | None = None
