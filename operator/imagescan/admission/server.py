@@ -1,29 +1,30 @@
 """The HTTPS endpoint: kopf's webhook server, with its certificate, behind a guard for malformed requests.
 
-kopf answers a request it cannot read with a bare HTTP 400 only for invalid JSON; a JSON document that is
-not an AdmissionReview fails deeper inside kopf with a 500 and a traceback. The guard checks the envelope
-first: without a request uid no AdmissionReview answer is possible, so that is an HTTP 400 with the reason;
-with a uid, the answer is an AdmissionReview that refuses with code 400 and says what is missing.
+kopf reads requests with aiohttp's 1 MiB limit (an HTTP 413) and fails on odd shapes deep inside with an
+HTTP 500; with ``failurePolicy: Ignore`` the API server admits whatever the webhook fails on. The guard
+reads and screens every request first (``intake``): what is not an AdmissionReview at all is an HTTP 400
+with the reason; anything else gets an AdmissionReview answer, refusing what is oversized or malformed.
 
 The guard also drops kopf's "which handler" hint taken from the URL path: the handlers are chosen by the
 reviewed resource alone, so the ValidatingWebhookConfiguration can use one path for every rule.
 """
-
 from __future__ import annotations
 
 import dataclasses
 import logging
 import pathlib
 import tempfile
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Collection
+from typing import Any, cast
 
 import aiohttp.web
 import kopf
 
+from imagescan.admission import intake
+
 logger = logging.getLogger(__name__)
 
-REVIEW_VERSION = "admission.k8s.io/v1"
+CHUNK = 256 * 1024
 SERVICE_NAMES = (
     "imagescan-webhook.imagescan-system.svc",
     "imagescan-webhook.imagescan-system.svc.cluster.local",
@@ -47,28 +48,74 @@ class Settings:
 
 
 class GuardedWebhookServer(kopf.WebhookServer):
-    """kopf's aiohttp server, answering malformed admission requests itself."""
+    """kopf's aiohttp server, reading and screening requests itself (``intake``) so that every one gets an
+    answer: kopf's reading stops at aiohttp's 1 MiB limit with an HTTP 413 and fails on odd shapes with an
+    HTTP 500, both of which ``failurePolicy: Ignore`` turns into admission unjudged."""
+
+    def __init__(self, *, reviewed: Collection[intake.Resource] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reviewed = frozenset(reviewed)
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        async def guarded(request: Any, *, webhook: str | None = None, headers: Any = None,
-                          sslpeer: Any = None) -> Any:
-            problem = envelope_problem(request)
-            if problem is not None:
-                raise aiohttp.web.HTTPBadRequest(text=f"not an {REVIEW_VERSION} AdmissionReview: {problem}")
-            problem = request_problem(request["request"])
-            if problem is not None:
-                return refusal(request, 400, f"malformed AdmissionReview: {problem}")
-            _default_namespace(request["request"])
-            return await fn(request, webhook=None, headers=headers, sslpeer=sslpeer)
+        reviewed = self.reviewed
 
-        async for config in super().__call__(guarded):
+        async def screened(request: Any, *, webhook: str | None = None, headers: Any = None,
+                           sslpeer: Any = None) -> Any:
+            answer = intake.screen(request, reviewed)
+            return answer if answer is not None else await _judge(fn, request, headers, sslpeer)
+
+        async for config in super().__call__(screened):
             yield config
 
+    @staticmethod
+    async def _serve(fn: kopf.WebhookFn, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        """Each request (kopf's server loop calls this with ``screened``): read, parse, answer."""
+        body, oversized = await read_body(request)
+        try:
+            review = intake.parse(body, oversized=oversized)
+        except intake.Unreadable as exc:
+            if exc.uid is None:
+                return aiohttp.web.Response(status=400, text=exc.reason)
+            logger.warning("refused an unreadable admission request %s: %s", exc.uid, exc.reason)
+            return aiohttp.web.json_response(intake.refusal(exc.uid, exc.code, exc.reason))
+        sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
+        answer = await fn(cast(Any, review), headers=dict(request.headers), sslpeer=sslpeer)
+        return aiohttp.web.json_response(answer)
 
-def build(settings: Settings) -> GuardedWebhookServer:
-    """The server with cert-manager's files, or with a freshly generated self-signed certificate."""
+
+async def read_body(request: aiohttp.web.Request) -> tuple[bytes, bool]:
+    """The body, and whether it is over ``intake.MAX_BODY``. Reading the stream bypasses aiohttp's own
+    limit. Of an oversized body only the head is needed (for the uid); the rest is read and dropped, since
+    the client sends it all before it reads the answer."""
+    kept = bytearray()
+    size = 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size <= intake.MAX_BODY:
+            kept += chunk
+        elif size > intake.MAX_DRAIN:
+            break
+    return bytes(kept), size > intake.MAX_BODY
+
+
+async def _judge(fn: kopf.WebhookFn, review: intake.Review, headers: Any, sslpeer: Any) -> Any:
+    """kopf's answer. The webhook name from the URL path is not passed on: handlers are chosen by the
+    reviewed resource alone, so the ValidatingWebhookConfiguration can use one path for every rule."""
+    try:
+        return await fn(cast(Any, review), webhook=None, headers=headers, sslpeer=sslpeer)
+    except Exception:  # the request passed intake, so this is a bug; refused, as Ignore would admit it
+        uid = intake.uid_of(review)
+        logger.exception("could not review admission request %s", uid)
+        return intake.refusal(uid, 500, "imagescan could not review the request (the operator logged why)")
+
+
+def build(settings: Settings, reviewed: Collection[intake.Resource] = ()) -> GuardedWebhookServer:
+    """The server with cert-manager's files, or with a freshly generated self-signed certificate.
+
+    ``reviewed``: the (group, version, plural) the handlers judge; requests for others are allowed.
+    """
     if settings.cert and settings.key:
-        return GuardedWebhookServer(addr=settings.addr, port=settings.port,
+        return GuardedWebhookServer(addr=settings.addr, port=settings.port, reviewed=reviewed,
                                     certfile=settings.cert, pkeyfile=settings.key)
     from imagescan.admission import tls  # needs cryptography, which only this mode uses
 
@@ -76,54 +123,5 @@ def build(settings: Settings) -> GuardedWebhookServer:
     names = list(dict.fromkeys([*settings.dns_names, "localhost", "127.0.0.1"]))
     files = tls.write_self_signed(directory, names)
     logger.info("Serving the admission webhook with a self-signed certificate; its CA is %s", files.ca)
-    return GuardedWebhookServer(addr=settings.addr, port=settings.port, certfile=str(files.cert),
-                                pkeyfile=str(files.key), cafile=str(files.ca))
-
-
-def envelope_problem(review: Any) -> str | None:
-    """Why the document is not an AdmissionReview that can be answered at all, or None."""
-    if not isinstance(review, dict):
-        return "the body is not a JSON object"
-    if review.get("apiVersion") != REVIEW_VERSION or review.get("kind") != "AdmissionReview":
-        return f"apiVersion/kind are {review.get('apiVersion')!r}/{review.get('kind')!r}"
-    request = review.get("request")
-    if not isinstance(request, dict) or not isinstance(request.get("uid"), str) or not request["uid"]:
-        return "request.uid is missing"
-    return None
-
-
-def request_problem(request: dict[str, Any]) -> str | None:
-    """What kopf needs and the request lacks, or None."""
-    resource = request.get("resource")
-    if not isinstance(resource, dict) or not all(isinstance(resource.get(k), str) for k in
-                                                 ("group", "version", "resource")):
-        return "request.resource needs group, version and resource"
-    if not isinstance(request.get("operation"), str):
-        return "request.operation is missing"
-    if not isinstance(request.get("userInfo"), dict):
-        return "request.userInfo is missing"
-    new, old = request.get("object"), request.get("oldObject")
-    if not isinstance(new, dict) and not isinstance(old, dict):
-        return "request.object is missing"
-    if any(value is not None and not isinstance(value, dict) for value in (new, old)):
-        return "request.object and request.oldObject must be objects"
-    return None
-
-
-def refusal(review: dict[str, Any], code: int, message: str) -> dict[str, Any]:
-    return {
-        "apiVersion": REVIEW_VERSION, "kind": "AdmissionReview",
-        "response": {"uid": review["request"]["uid"], "allowed": False,
-                     "status": {"code": code, "message": message}},
-    }
-
-
-def _default_namespace(request: dict[str, Any]) -> None:
-    """The object in a CREATE may leave its namespace to the URL; the request always names it."""
-    namespace = request.get("namespace")
-    for field in ("object", "oldObject"):
-        obj = request.get(field)
-        if isinstance(namespace, str) and namespace and isinstance(obj, dict):
-            metadata = obj.setdefault("metadata", {})
-            if isinstance(metadata, dict) and not metadata.get("namespace"):
-                metadata["namespace"] = namespace
+    return GuardedWebhookServer(addr=settings.addr, port=settings.port, reviewed=reviewed,
+                                certfile=str(files.cert), pkeyfile=str(files.key), cafile=str(files.ca))

@@ -53,7 +53,7 @@ def register(registry: kopf.OperatorRegistry, config: runtime.Config) -> None:
         kopf_objects.addFilter(_QuietDenials())
 
     async def serve(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.admission.server = server.build(webhook)
+        settings.admission.server = server.build(webhook, RESOURCES)
         settings.admission.managed = None  # we ship our own configuration: timeout, failurePolicy, selectors
 
     kopf.on.startup(registry=registry, id="admission-server")(serve)
