@@ -7,6 +7,9 @@ lives in the package because ``imagescan sandbox`` runs it too, so a newcomer ca
 point ``kubectl`` at a local "cluster" with the project's CRDs and see the
 operator work, with no cluster and no AWS account.
 
+Kept honest by tests/kubeapi/test_differential.py, which sends the same requests to it and to a real
+kube-apiserver and lists the differences kept on purpose (KNOWN_DIFFERENCES).
+
 It extends kmock 0.8 (pinned: this builds on its internals) with what kmock lacks
 and kubectl users touch. Modules:
 
@@ -15,6 +18,7 @@ and kubectl users touch. Modules:
 * ``store``     - objects, resource types, resourceVersions and watch history, with
   the write semantics of the real server (conflicts, status subresource, finalizers);
 * ``schema``    - CRD structural schemas: defaulting, pruning and validation;
+* ``cel``       - CRD validation rules (``x-kubernetes-validations``), evaluated with cel-python;
 * ``admission`` - validating admission webhooks (``ValidatingWebhookConfiguration``), called over HTTPS
   as kube-apiserver calls them; nothing runs while no configuration is stored;
 * ``objectops`` - patches (JSON, merge) and label/field selectors;

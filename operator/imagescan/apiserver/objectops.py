@@ -182,6 +182,17 @@ def _field_value(obj: Mapping[str, Any], dotted: str) -> str:
     return '' if value is None else str(value)
 
 
+def field_paths(selector: str | None) -> list[str]:
+    """The field paths a field selector tests."""
+    paths = []
+    for term in _split_terms(selector or ''):
+        eq = _EQ_TERM.match(term)
+        if eq is None:
+            raise SelectorError(f'invalid field selector: {term!r}')
+        paths.append(eq.group(1))
+    return paths
+
+
 def field_matcher(selector: str | None) -> Callable[[Mapping[str, Any]], bool]:
     """Compile a field selector: ``path=value`` / ``path!=value`` terms over dotted paths."""
     terms: list[tuple[str, str, str]] = []

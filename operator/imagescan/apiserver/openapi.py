@@ -162,7 +162,7 @@ def kind_schema(rtype: store.ResourceType, version: str) -> Obj:
     properties = schema.setdefault('properties', {})
     properties['apiVersion'] = {'type': 'string', 'description': _API_VERSION_DOC}
     properties['kind'] = {'type': 'string', 'description': _KIND_DOC}
-    properties['metadata'] = _ref(OBJECT_META, _METADATA_DOC, default={})
+    properties['metadata'] = _ref(OBJECT_META, _METADATA_DOC)  # no default, as the real server
     schema['x-kubernetes-group-version-kind'] = _gvk(rtype, version)
     return schema
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -219,13 +220,45 @@ def _string_errors(value: str, schema: Schema, path: str) -> list[FieldError]:
         errors.append(FieldError(path, 'FieldValueTooLong',
                                  f'Too long: may not be more than {max_length} bytes'))
     pattern = schema.get('pattern')
-    if pattern is not None and re.search(pattern, value) is None:
+    if pattern is not None and re2_search(pattern, value) is None:
         errors.append(_invalid(path, value, f"should match '{pattern}'"))
     if schema.get('format') == 'date-time' and not _is_datetime(value):
         errors.append(FieldError(path, 'FieldValueTypeInvalid',
                                  f'Invalid value: {_quote(value)}: {path} in body must be of type '
                                  f'date-time: {_quote(value)}'))
     return errors
+
+
+def re2_pattern(pattern: str) -> str:
+    """A Go (RE2) pattern as a Python one: ``$`` outside classes becomes ``\\Z``.
+
+    In RE2 (Go's regexp, what the real server validates ``pattern`` with) ``$`` matches only at the very end;
+    in Python it also matches before a trailing newline, so ``"arn...\\n"`` would pass ``^arn...$``.
+    """
+    out, in_class, escaped = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == '\\':
+            escaped = True
+        elif char == '[':
+            in_class = True
+        elif char == ']':
+            in_class = False
+        elif char == '$' and not in_class:
+            char = r'\Z'
+        out.append(char)
+    return ''.join(out)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(re2_pattern(pattern))
+
+
+def re2_search(pattern: str, value: str) -> re.Match[str] | None:
+    """``pattern`` searched in ``value`` with RE2's anchors (see :func:`re2_pattern`)."""
+    return _compiled_pattern(pattern).search(value)
 
 
 def _is_datetime(value: str) -> bool:
@@ -248,7 +281,7 @@ def _object_errors(value: dict[str, Any], schema: Schema, path: str) -> list[Fie
     for key in schema.get('required') or []:
         if key not in value:
             errors.append(FieldError(_child(path, key), 'FieldValueRequired', 'Required value'))
-    for key, sub in value.items():
+    for key, sub in sorted(value.items()):  # in key order, as the real server reports them
         if key in props:
             errors += validate(sub, props[key], _child(path, key))
         elif isinstance(extra, Mapping):

@@ -29,9 +29,11 @@ can all use it. Dependencies: stdlib, aiohttp, yaml, kmock only.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import pathlib
@@ -58,6 +60,9 @@ _PATCH_TYPES = ('application/json-patch+json', 'application/merge-patch+json',
                 'application/strategic-merge-patch+json')
 _WRITES = ('POST', 'PUT', 'PATCH', 'DELETE')
 _RW_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']
+_TERMINATING_VERBS = ['delete', 'deletecollection', 'get', 'list', 'watch']  # a CRD being deleted
+# The real server's limit on request bodies (3 MiB); objects are limited by etcd, see store.OBJECT_LIMIT.
+REQUEST_LIMIT = 3 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,17 @@ def parse_route(path: str) -> Route | None:
         return None
     return Route(group, version, rest[0], namespace,
                  rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+
+
+def storage_version_hash(group: str, version: str, kind: str) -> str:
+    """As the real server: the first 8 bytes of SHA-256 of ``group/version/Kind``, base64."""
+    return base64.b64encode(hashlib.sha256(f'{group}/{version}/{kind}'.encode()).digest()[:8]).decode()
+
+
+def _make_request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> aiohttp.web.BaseRequest:
+    """aiohttp's request, with the real server's body limit instead of aiohttp's 1 MiB."""
+    return aiohttp.web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop(),
+                                   client_max_size=REQUEST_LIMIT)
 
 
 def _json(data: Any, status: int = 200) -> aiohttp.web.Response:
@@ -126,7 +142,9 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             if raw.method != 'GET':
                 raise store.ApiError(405, 'MethodNotAllowed', 'the server does not allow this method')
             return _json(await self._discovery(raw.path))
-        rtype = self.store.find_type(route.group, route.version, route.plural)
+        rtype = self.store.types.get((route.group, route.plural))
+        if rtype is None or route.version not in rtype.versions:  # the real server's mux answers in plain text
+            return aiohttp.web.Response(status=404, text='404 page not found\n', content_type='text/plain')
         if rtype.namespaced != (route.namespace is not None) and route.name is not None:
             raise store.ApiError(404, 'NotFound', 'the server could not find the requested resource')
         if route.subresource not in (None, 'status') or (
@@ -134,7 +152,7 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             raise store.ApiError(404, 'NotFound', 'the server could not find the requested resource')
         if raw.method == 'GET' and raw.query.get('watch') in ('true', '1'):
             return await self._watch(raw, route, rtype)
-        body = self._parse_body(raw.content_type, await raw.read())
+        body = self._parse_body(raw.content_type, await self._read(raw))
         dry_run = raw.method in _WRITES and self._dry_run(raw.query)
         if raw.method in _WRITES and (dry_run or self.admission.active):  # else no cost at all
             status, data, warnings = await self._serve_admitted(raw, route, rtype, body, dry_run)
@@ -222,6 +240,14 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         raise store.ApiError(415, 'UnsupportedMediaType',
                        f'the body of the request was in an unknown format - accepted media types '
                        f'include: {", ".join(_PATCH_TYPES)} (server-side apply is not emulated)')
+
+    @staticmethod
+    async def _read(raw: aiohttp.web.BaseRequest) -> bytes:
+        try:
+            return await raw.read()
+        except aiohttp.web.HTTPRequestEntityTooLarge:
+            raise store.ApiError(413, 'RequestEntityTooLarge',
+                                 f'Request entity too large: limit is {REQUEST_LIMIT}') from None
 
     @staticmethod
     def _parse_body(content_type: str, data: bytes) -> Any:
@@ -359,6 +385,7 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                 await response.write(json.dumps(render(change)).encode() + b'\n')
 
     def _matcher(self, route: Route, rtype: store.ResourceType, query: Any) -> Callable[[store.WatchEvent], bool]:
+        store.check_field_selector(rtype, query.get('fieldSelector'))
         labels = objectops.label_matcher(query.get('labelSelector'))
         fields = objectops.field_matcher(self._field_selector(route, query))
 
@@ -433,7 +460,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         resources: list[store.Obj] = []
         for rtype in self.store.types.values():
             if rtype.group == group and version in rtype.versions:
-                resources.append(self._resource_entry(rtype, rtype.plural, _RW_VERBS))
+                verbs = _TERMINATING_VERBS if rtype.terminating else _RW_VERBS
+                resources.append(self._resource_entry(rtype, rtype.plural, verbs))
                 if rtype.status_subresource:
                     resources.append(self._resource_entry(rtype, f'{rtype.plural}/status',
                                                           ['get', 'patch', 'update']))
@@ -444,11 +472,14 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     @staticmethod
     def _resource_entry(rtype: store.ResourceType, name: str, verbs: Iterable[str]) -> store.Obj:
         is_main = '/' not in name
-        return {
+        entry = {
             'name': name, 'kind': rtype.kind, 'namespaced': rtype.namespaced, 'verbs': list(verbs),
             'singularName': (rtype.singular or rtype.kind.lower()) if is_main else '',
             **({'shortNames': rtype.short_names, 'categories': rtype.categories} if is_main else {}),
         }
+        if is_main and rtype.custom:
+            entry['storageVersionHash'] = storage_version_hash(rtype.group, rtype.versions[0], rtype.kind)
+        return entry
 
 
 class ApiServer:
@@ -493,7 +524,7 @@ class ApiServer:
     async def _setup(self) -> str:
         self._emulator = KubeApiEmulator(history=self._history, service_urls=self._service_urls)
         # handler_cancellation: a client dropping its watch-stream must end the stream's task.
-        server = aiohttp.web.Server(self._emulator, handler_cancellation=True)
+        server = aiohttp.web.Server(self._emulator, handler_cancellation=True, request_factory=_make_request)
         self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1)
         await self._runner.setup()
         site = aiohttp.web.TCPSite(self._runner, self._host, self._port)
