@@ -2,6 +2,9 @@
 
 The operator authenticates as the shipped ServiceAccount with the shipped ClusterRole only; each test has a
 namespace of its own on the session's control plane (see tests/support/fixtures.py).
+
+The operator runs with the shipped tick (10 s) and the tests with the shipped intervals: a test that needs
+something to happen sooner asks for it as a user would, with the imagescan.io/reconcile-requested-at annotation.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ def emulator() -> Iterator[server.Emulator]:
 def operator(cluster: Cluster, emulator: server.Emulator) -> Iterator[runner.InThread]:
     config = runtime.Config(
         aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
-        tick=0.2,
         namespaces=(cluster.namespace,),
     )
     with runner.InThread(config) as running:

@@ -20,6 +20,14 @@ def _without(pipeline: dict[str, object], *keys: str) -> dict[str, object]:
     return {k: v for k, v in pipeline.items() if k not in keys}
 
 
+def _reconcile_now(pipelines: harness.Pipelines, name: str, value: str) -> None:
+    """What a user does rather than wait for the next resync (10 min by default): ask for a reconcile, and
+    wait until the operator says it acted on the request."""
+    pipelines.patch(name, {"metadata": {"annotations": {"imagescan.io/reconcile-requested-at": value}}})
+    wait_for(lambda: (pipelines.get(name) or {}).get("status", {}).get("lastHandledReconcileAt") == value,
+             what=f"{name}: reconcile {value} handled")
+
+
 def test_create_enables_scanning_and_keeps_every_other_field(
         emulator: server.Emulator, pipelines: harness.Pipelines,
 ) -> None:
@@ -122,14 +130,17 @@ def test_delete_with_disable_turns_scanning_off(emulator: server.Emulator, pipel
 def test_missing_pipeline_stalls_and_recovers_when_it_appears(
         emulator: server.Emulator, pipelines: harness.Pipelines,
 ) -> None:
-    pipelines.create("ghost", {"pipelineName": "ghost", "resyncInterval": "1s"})
+    pipelines.create("ghost", {"pipelineName": "ghost"})
     stalled = pipelines.wait_condition("ghost", "Stalled", "True", "PipelineNotFound")
     assert "ghost" in stalled["message"]
     events = wait_for(lambda: [e for e in pipelines.events("ghost") if e.reason == "PipelineNotFound"], what="event")
     assert events[0].type == "Warning"
     emulator.world.add_pipeline(name="ghost", container=False, scanning_enabled=False, findings=1)
-    pipelines.wait_ready("ghost", timeout=30)
+    # Stalled is re-read at the next resync (10 min); the user who just created the pipeline asks now.
+    _reconcile_now(pipelines, "ghost", "pipeline-created")
+    pipelines.wait_ready("ghost")
     assert pipelines.condition("ghost", "Stalled") is None
+    assert emulator.calls["ListImagePipelines"] == 2  # the first look-up, and the requested one
 
 
 def test_container_scanning_before_inspector_waits_without_hot_loop(
@@ -137,7 +148,7 @@ def test_container_scanning_before_inspector_waits_without_hot_loop(
 ) -> None:
     emulator.world.set_inspector(emulator.world.account_id, {"ECR": "DISABLED", "EC2": "DISABLED"})
     arn = emulator.world.add_pipeline(name="svc", container=True, scanning_enabled=False, findings=2)
-    pipelines.create("svc", {"pipelineArn": arn, "resyncInterval": "2s",
+    pipelines.create("svc", {"pipelineArn": arn,
                              "scanning": {"ecr": {"repositoryName": "image-scans", "containerTags": ["scan"]}}})
     ready = pipelines.wait_condition("svc", "Ready", "False", "InspectorNotEnabled")
     assert "Inspector" in ready["message"]
@@ -145,19 +156,23 @@ def test_container_scanning_before_inspector_waits_without_hot_loop(
     reconciling = pipelines.condition("svc", "Reconciling")
     assert reconciling is not None and reconciling["reason"] == "InspectorNotEnabled"
     emulator.world.set_inspector(emulator.world.account_id, {"ECR": "ENABLED", "EC2": "ENABLED"})
-    obj = pipelines.wait_ready("svc", timeout=30)
+    # The back-off retries on its own (tests/integration/test_backoff.py times it); the user asks now.
+    _reconcile_now(pipelines, "svc", "inspector-enabled")
+    obj = pipelines.wait_ready("svc")
     assert obj["status"]["scanning"]["ecr"] == {"repositoryName": "image-scans", "containerTags": ["scan"]}
     assert pipelines.condition("svc", "Reconciling") is None
     assert emulator.calls["UpdateImagePipeline"] <= 6  # backed off between attempts, not hammered
+    assert [e.reason for e in pipelines.events("svc") if e.type == "Warning"] == ["InspectorNotEnabled"]
 
 
 def test_drift_is_put_back(emulator: server.Emulator, pipelines: harness.Pipelines) -> None:
     arn = emulator.world.add_pipeline(name="drifty", container=False, scanning_enabled=False, findings=2)
-    pipelines.create("drifty", {"pipelineArn": arn, "resyncInterval": "1s"})
+    pipelines.create("drifty", {"pipelineArn": arn})
     pipelines.wait_ready("drifty")
     emulator.world.set_scanning(arn, enabled=False)  # someone turns it off in the console
-    wait_for(lambda: emulator.world.pipeline(arn)["imageScanningConfiguration"]["imageScanningEnabled"],
-             timeout=20, what="scanning back on")
+    # The next resync (10 min) would find it; tests/unit/test_schedule.py times that.
+    _reconcile_now(pipelines, "drifty", "after-console-change")
+    assert emulator.world.pipeline(arn)["imageScanningConfiguration"]["imageScanningEnabled"]
     assert emulator.calls["UpdateImagePipeline"] == 2
     wait_for(lambda: [e for e in pipelines.events("drifty") if e.reason == "ScanningUpdated"], what="event")
 
@@ -203,16 +218,19 @@ def test_spec_without_a_pipeline_is_refused_by_the_crd(pipelines: harness.Pipeli
 def test_critical_increase_posts_one_warning(emulator: server.Emulator, pipelines: harness.Pipelines) -> None:
     arn = emulator.world.add_pipeline(name="risky", container=False, scanning_enabled=True,
                                       findings={"CRITICAL": 1, "HIGH": 2})
-    pipelines.create("risky", {"pipelineArn": arn, "resyncInterval": "1s", "findings": {"refreshInterval": "1s"}})
+    pipelines.create("risky", {"pipelineArn": arn})
     pipelines.wait_ready("risky")
     emulator.world.add_image(arn, findings={"CRITICAL": 4, "HIGH": 2})
-    wait_for(lambda: ((pipelines.get("risky") or {}).get("status", {}).get("findings", {})
-                      .get("latestImage", {}).get("severityCounts", {}).get("critical") == 4), what="new counts")
+    _reconcile_now(pipelines, "risky", "new-image")  # the resync (10 min) would see the new build
+    obj = pipelines.get("risky") or {}
+    assert obj["status"]["findings"]["latestImage"]["severityCounts"]["critical"] == 4
+
     def increases() -> list[str]:
         return sorted(e.message for e in pipelines.events("risky") if e.reason == "CriticalFindingsIncreased")
 
     wait_for(lambda: any("4 critical" in m for m in increases()), what="warning event for 4 criticals")
-    time.sleep(1.0)  # several more resyncs happen; none may repeat the warning
+    _reconcile_now(pipelines, "risky", "again")  # the same counts again: no new warning
+    time.sleep(1.0)  # events are posted asynchronously
     assert len(increases()) == 2  # 0 -> 1 on the first refresh, 1 -> 4 on the new image
 
 
