@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from tests.support import controlplane, fixtures
 from tests.support.fixtures import cluster, cluster_client, control_plane, kube_api, kube_client
 
 __all__ = ["cluster", "cluster_client", "control_plane", "kube_api", "kube_client"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say up front where the end-to-end tests' control plane comes from (a first build takes minutes)."""
+    return controlplane.status_line()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line, not one per test, when the control-plane tests were skipped."""
+    if fixtures.control_plane_skipped() is not None:
+        terminalreporter.write_line(fixtures.control_plane_skipped(), yellow=True)
 
 
 @pytest.fixture(autouse=True)

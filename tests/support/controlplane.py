@@ -75,6 +75,18 @@ def binaries() -> pathlib.Path:
     return pathlib.Path(built.stdout.strip().splitlines()[-1])
 
 
+def status_line() -> str:
+    """Where this session's control plane comes from, in one line."""
+    cached = subprocess.run(["bash", str(BUILD_SCRIPT), "--print"], capture_output=True, text=True, check=False)
+    folder = cached.stdout.strip()
+    if cached.returncode == 0:
+        return f"control plane: kube-apiserver, kube-controller-manager, etcd from {folder}"
+    if shutil.which("go") is None:
+        return "control plane: none (no Go toolchain): tests that need kube-apiserver will be skipped"
+    return (f"control plane: not built yet; the first test that needs it runs hack/control-plane.sh "
+            f"(~8 min on 2 cores, once) into {folder}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

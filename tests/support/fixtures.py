@@ -26,7 +26,7 @@ from imagescan.apiserver import server
 from tests.support import controlplane
 
 SKIP_HINT = ("no real control plane: tests that run the operator against kube-apiserver are skipped "
-             "(install Go >= 1.26, then `bash hack/control-plane.sh` builds it once, ~10 min)")
+             "(install Go >= 1.26, then `bash hack/control-plane.sh` builds it once, ~8 min)")
 
 
 @pytest.fixture
@@ -71,6 +71,11 @@ def _start_control_plane() -> controlplane.ControlPlane:
             pytest.fail(f"IMAGESCAN_REQUIRE_CONTROL_PLANE is set and {_plane_error}", pytrace=False)
         pytest.skip(str(_plane_error))
     return _plane
+
+
+def control_plane_skipped() -> str | None:
+    """Why the control-plane tests were skipped in this session, if they were."""
+    return _plane_error if _plane is None and _plane_error and _plane_error.startswith(SKIP_HINT) else None
 
 
 @pytest.fixture(scope='session')
