@@ -11,5 +11,6 @@ makes no AWS call and no Kubernetes API call.
   Karpenter EC2NodeClasses;
 * ``decision``: judge the pipelines that built those images against the FindingsPolicies;
 * ``tls``: a self-signed CA and serving certificate for when cert-manager does not provide one;
-* ``server``: kopf's webhook server with a guard that answers malformed requests with a clear 400.
+* ``intake``: read and screen each request before kopf does: size, encoding, depth, shape, operation;
+* ``server``: kopf's webhook server behind that guard, so that every request gets a well-formed answer.
 """
