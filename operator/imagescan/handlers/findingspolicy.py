@@ -3,6 +3,9 @@
 kopf keeps the index current from the ImagePipeline watch it already has, so evaluating a policy costs no
 AWS call and no API read. Policies are re-evaluated on change and on every tick (new findings, exemptions
 expiring at midnight UTC); status is written only when the verdict changes.
+
+This is the only place a verdict is computed: each evaluation records it in ``runtime.verdicts``, where the
+pipelines' PolicyCompliant condition and the admission webhook read it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def register(registry: kopf.OperatorRegistry, tick: float) -> None:
     ):
         decorator(*RESOURCE, registry=registry, id=handler_id)(evaluate)
     kopf.timer(*RESOURCE, registry=registry, id="reevaluate", interval=tick, initial_delay=tick)(evaluate)
+    kopf.on.event(*RESOURCE, registry=registry, id="forget-verdicts")(forget_verdicts)
 
 
 def index_pipeline(
@@ -92,9 +96,13 @@ async def evaluate(
     shared: runtime.Runtime = memo.runtime
     pipelines = list(pipelines_by_namespace.get(namespace, []))
     result = policy.evaluate(spec, pipelines, today, shared.cached_details)
-    if any(not verdict.exact for verdict in result.verdicts):
-        await _fetch_details(shared, spec, pipelines, {v.name for v in result.verdicts if not v.exact}, logger)
+    inexact = {name for name, verdict in result.judged.items() if verdict is not None and not verdict.exact}
+    if inexact:  # every selected pipeline, not only those the status lists: admission reads them all
+        await _fetch_details(shared, spec, pipelines, inexact, logger)
         result = policy.evaluate(spec, pipelines, today, shared.cached_details)
+    shared.verdicts.record(namespace, body.meta.name or "", policy.Judgement(
+        enforcement=spec.enforcement, verdicts=result.judged, seen=frozenset(p.name for p in pipelines),
+    ))
     message = (f"{result.totals.violating} of {result.totals.selected} selected pipeline(s) break the policy"
                + (f", {result.totals.unknown} without findings yet" if result.totals.unknown else ""))
     status = fp.FindingsPolicyStatus(
@@ -109,6 +117,16 @@ async def evaluate(
         _post_events(body, previous, status)
         status_.replace(patch, body, status)
         logger.debug("evaluated: %s", message)
+
+
+async def forget_verdicts(event: kopf.RawEvent, namespace: str | None, name: str | None, memo: kopf.Memo,
+                          **_: Any) -> None:
+    """Drop a deleted policy's verdicts. Readers already skip it (they ask only the policies kopf's index
+    holds); this keeps them from staying in memory, and a policy re-created under the name from being read
+    with the old one's verdicts before it is first evaluated."""
+    if event.get("type") == "DELETED" and name:
+        shared: runtime.Runtime = memo.runtime
+        shared.verdicts.forget(namespace, name)
 
 
 def _refuse_spec(body: kopf.Body, patch: kopf.Patch, previous: fp.FindingsPolicyStatus,

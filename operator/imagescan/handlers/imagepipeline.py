@@ -3,13 +3,12 @@
 A handler parses the object with the models, hands the blocking AWS work to the runtime's thread pool,
 writes the complete status the reconciler returns, and posts Events for what a person should notice.
 AWS failures never raise into kopf: they become conditions, and the schedule decides when to try again.
-The PolicyCompliant condition is judged here too, from an index of the namespace's FindingsPolicies: on
-every reconcile, and on timer ticks in between (a policy changed or an exemption expired) with no AWS call.
+The PolicyCompliant condition is written here too, from the verdicts the namespace's FindingsPolicies last
+recorded (``runtime.verdicts``, never judged here): on every reconcile, and on timer ticks in between.
 """
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import kopf
@@ -146,11 +145,9 @@ def _with_compliance(
         status: m.ImagePipelineStatus, previous: m.ImagePipelineStatus, body: kopf.Body, policies: Policies | None,
         shared: runtime_.Runtime,
 ) -> m.ImagePipelineStatus:
-    """The status with its PolicyCompliant condition judged against the namespace's policies."""
-    judged = policy.Pipeline(name=body.meta.name or "", labels=dict(body.meta.labels), status=status)
-    in_namespace = list(policies.get(body.meta.namespace, [])) if policies is not None else []
-    verdict = policy.compliance(judged, in_namespace, datetime.datetime.now(datetime.UTC).date(),
-                                shared.cached_details)
+    """The status with its PolicyCompliant condition: what the namespace's policies last recorded."""
+    names = [name for name, _ in policies.get(body.meta.namespace, [])] if policies is not None else []
+    verdict = policy.compliance(shared.verdicts.read(body.meta.namespace, body.meta.name or "", names))
     wanted = kstatus.make(kstatus.Type.POLICY_COMPLIANT, verdict.status, verdict.reason, verdict.message,
                           status.observed_generation)
     before = [c for c in previous.conditions if c.type == kstatus.Type.POLICY_COMPLIANT]

@@ -40,6 +40,9 @@ class Runtime:
         self.buckets = findings.AccountBuckets()
         self.details = details.DetailCache()
         self.schedule = schedule.Schedule()
+        self.verdicts = policy.Verdicts()
+        """Each policy's verdict per pipeline: written by the FindingsPolicy handler only, read by the
+        PolicyCompliant condition and by admission."""
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.aws.workers, thread_name_prefix="imagescan-aws",
         )

@@ -4,13 +4,19 @@ No AWS call happens here: counts of all six severities and the worst findings ar
 status. Exemptions, the fix filter and the score limit apply per finding; where a rule needs findings the
 status does not list, the verdict says it is not exact, and the caller can fetch the build's full list
 (``reconcile.details``) and pass it in through ``details`` to judge exactly.
+
+Whether a pipeline complies with a policy is decided once, by the policy's handler, and kept in
+:class:`Verdicts`; the FindingsPolicy status, the ImagePipeline ``PolicyCompliant`` condition and the
+admission webhook all read that one verdict. Nothing else judges: a second judgement from less information
+(the status's top-N findings) once refused Pods that the policy itself called compliant.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Iterable, Sequence
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from imagescan.models import findingspolicy as fp
@@ -43,8 +49,11 @@ def no_details(pipeline: Pipeline, spec: fp.FindingsPolicySpec) -> None:
 class Evaluation:
     totals: fp.Totals
     verdicts: list[fp.PipelineVerdict]
+    """What the status lists: violating first, at most ``fp.MAX_LISTED_PIPELINES``."""
     top_vulnerabilities: list[fp.TopVulnerability]
     expired_exemptions: list[str]
+    judged: dict[str, fp.PipelineVerdict | None] = dataclasses.field(default_factory=dict)
+    """Every selected pipeline's verdict, listed in status or not (None: no findings yet), for :class:`Verdicts`."""
 
 
 def evaluate(spec: fp.FindingsPolicySpec, pipelines: Iterable[Pipeline], today: datetime.date,
@@ -62,7 +71,8 @@ def evaluate(spec: fp.FindingsPolicySpec, pipelines: Iterable[Pipeline], today: 
     listed = sorted(verdicts, key=lambda v: (v.compliant, v.name))[: fp.MAX_LISTED_PIPELINES]
     counted = {p.name: counted_findings(spec, p, today) for p, v in judged if v is not None}
     expired = sorted({e.vulnerability_id for e in spec.exemptions if _expired(e, today)})
-    return Evaluation(totals, listed, top_vulnerabilities(counted.values()), expired)
+    every = {p.name: v for p, v in judged}
+    return Evaluation(totals, listed, top_vulnerabilities(counted.values()), expired, every)
 
 
 def judge(spec: fp.FindingsPolicySpec, pipeline: Pipeline, today: datetime.date,
@@ -207,6 +217,74 @@ def _score_violations(spec: fp.FindingsPolicySpec, kept: Sequence[Listed]) -> li
     )]
 
 
+class Unjudged(enum.Enum):
+    """Why a policy has no verdict on a pipeline to read."""
+
+    NOT_YET = "not judged yet"  # the policy has not been evaluated since the pipeline appeared
+    NOT_SELECTED = "not selected"
+    NO_FINDINGS = "no findings yet"
+
+
+Standing = fp.PipelineVerdict | Unjudged
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """One policy's verdicts on the pipelines of its namespace, as its handler last computed them."""
+
+    enforcement: str
+    verdicts: Mapping[str, fp.PipelineVerdict | None]
+    """The selected pipelines, by name; None: no findings to judge yet."""
+    seen: frozenset[str]
+    """Every pipeline of the namespace when it judged: one seen but not in ``verdicts`` is not selected."""
+
+    def standing(self, pipeline: str) -> Standing:
+        if pipeline in self.verdicts:
+            verdict = self.verdicts[pipeline]
+            return Unjudged.NO_FINDINGS if verdict is None else verdict
+        return Unjudged.NOT_SELECTED if pipeline in self.seen else Unjudged.NOT_YET
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """What one policy last judged of one pipeline; ``enforcement`` is empty while it has not judged it."""
+
+    policy: str
+    enforcement: str
+    standing: Standing
+
+
+class Verdicts:
+    """The one place verdicts live, keyed by namespace, policy and pipeline.
+
+    The FindingsPolicy handler records a policy's whole judgement each time it evaluates the policy (exact
+    when the build's full listing could be read); its status, every pipeline's PolicyCompliant condition and
+    the admission webhook read it here. Memory only, all on the operator's event loop: after a restart the
+    handlers' resume evaluates each policy again, and until then a pipeline is not judged yet.
+    """
+
+    def __init__(self) -> None:
+        self._judgements: dict[tuple[str | None, str], Judgement] = {}
+
+    def record(self, namespace: str | None, policy: str, judgement: Judgement) -> None:
+        self._judgements[(namespace, policy)] = judgement
+
+    def forget(self, namespace: str | None, policy: str) -> None:
+        self._judgements.pop((namespace, policy), None)
+
+    def read(self, namespace: str | None, pipeline: str, policies: Iterable[str]) -> list[Reading]:
+        """What each named policy (the namespace's valid ones, from kopf's index, so a deleted or invalid
+        policy is never read) last judged of ``pipeline``, by policy name."""
+        readings = []
+        for name in sorted(set(policies)):
+            judgement = self._judgements.get((namespace, name))
+            if judgement is None:
+                readings.append(Reading(name, "", Unjudged.NOT_YET))
+            else:
+                readings.append(Reading(name, judgement.enforcement, judgement.standing(pipeline)))
+        return readings
+
+
 @dataclasses.dataclass(frozen=True)
 class Compliance:
     """The PolicyCompliant condition of one ImagePipeline."""
@@ -216,24 +294,22 @@ class Compliance:
     message: str
 
 
-def compliance(
-        pipeline: Pipeline, policies: Iterable[tuple[str, fp.FindingsPolicySpec]], today: datetime.date,
-        details: Lookup = no_details,
-) -> Compliance:
-    """Judge one pipeline against every policy in its namespace that selects it, naming them."""
-    judging = sorted(
-        (name, spec) for name, spec in policies if (spec.selector or fp.LabelSelector()).matches(pipeline.labels)
-    )
+def compliance(readings: Iterable[Reading]) -> Compliance:
+    """The condition from what each policy of the namespace last judged (:meth:`Verdicts.read`), never
+    judged again here. A violation is a fact even while another policy has not judged yet, so it comes first."""
+    judging = [r for r in readings if r.standing is not Unjudged.NOT_SELECTED]
     if not judging:
         return Compliance("True", "NoPolicy", "no FindingsPolicy in this namespace selects this pipeline")
-    verdicts = [(name, spec, judge(spec, pipeline, today, details(pipeline, spec))) for name, spec in judging]
-    if any(verdict is None for _, _, verdict in verdicts):
-        names = ", ".join(name for name, _ in judging)
-        return Compliance("Unknown", "NoFindings", f"no findings to judge yet (policies: {names})")
     broken = [
-        f"{name} ({spec.enforcement}): " + "; ".join(v.message for v in verdict.violations)
-        for name, spec, verdict in verdicts if verdict is not None and not verdict.compliant
+        f"{r.policy} ({r.enforcement}): " + "; ".join(v.message for v in r.standing.violations)
+        for r in judging if isinstance(r.standing, fp.PipelineVerdict) and not r.standing.compliant
     ]
     if broken:
         return Compliance("False", "PolicyViolated", "violates " + " | ".join(broken))
-    return Compliance("True", "Compliant", "complies with " + ", ".join(name for name, _ in judging))
+    pending = [r.policy for r in judging if r.standing is Unjudged.NOT_YET]
+    if pending:
+        return Compliance("Unknown", "NotJudged", f"not judged yet by {', '.join(pending)}")
+    names = ", ".join(r.policy for r in judging)
+    if any(r.standing is Unjudged.NO_FINDINGS for r in judging):
+        return Compliance("Unknown", "NoFindings", f"no findings to judge yet (policies: {names})")
+    return Compliance("True", "Compliant", "complies with " + names)
