@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import kopf
 import pydantic
 import pytest
 
-from imagescan.handlers import findingspolicy
+from imagescan.aws import findings as aws_findings
+from imagescan.handlers import admission, findingspolicy, runtime
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
 from imagescan.reconcile import details as details_
@@ -197,3 +199,137 @@ async def _evaluate(obj: dict[str, Any]) -> dict[str, Any]:
     await findingspolicy.evaluate(body=kopf.Body(obj), patch=patch, namespace="team", memo=kopf.Memo(),
                                   logger=logging.getLogger("test"), **{findingspolicy.INDEX: pipelines})
     return dict(patch)
+
+
+# --- One verdict: the policy's status, the PolicyCompliant condition and admission read the same one ---------
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/wide:1.0.0-1"
+HIGHS = [_finding(f"CVE-H{i}", "HIGH", 8.0 - i / 10) for i in range(4)]
+
+
+def _wide() -> policy.Pipeline:
+    """30 findings, of which the status lists the 3 worst (highs): the one MEDIUM, CVE-M, is not listed."""
+    counts = ip.SeverityCounts(high=4, medium=1, low=25, total=30)
+    latest = ip.LatestImage(arn="arn:wide/1.0.0/1", severity_counts=counts, container_images=[IMAGE])
+    status = ip.ImagePipelineStatus(findings=ip.FindingsStatus(
+        severity_counts=counts, latest_image=latest, top=HIGHS[:3]))
+    return policy.Pipeline(name="wide", labels={"gate": "one"}, status=status)
+
+
+def _listing() -> list[dict[str, Any]]:
+    """The build's every finding, as ListImageScanFindings gives them."""
+    found = [(f.vulnerability_id, f.severity, f.inspector_score) for f in HIGHS] + [("CVE-M", "MEDIUM", 5.0)]
+    found += [(f"CVE-L{i}", "LOW", 2.0) for i in range(25)]
+    return [{"severity": severity, "inspectorScore": score, "fixAvailable": "YES",
+             "packageVulnerabilityDetails": {"vulnerabilityId": cve}} for cve, severity, score in found]
+
+
+@pytest.fixture
+def shared(monkeypatch: pytest.MonkeyPatch) -> Iterator[runtime.Runtime]:
+    """A runtime that has already listed the wide build's findings once (no AWS call in the test); Events
+    (PolicyViolated) go nowhere."""
+    monkeypatch.setattr(aws_findings, "iter_findings", lambda client, name, value: iter(_listing()))
+    monkeypatch.setattr(kopf, "warn", lambda body, *, reason, message: None)
+    made = runtime.Runtime(runtime.Config())
+    key = policy.details_key(_spec(), _wide())
+    assert key is not None
+    made.details.fetch(None, key)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _deny_mediums(exempt: bool) -> dict[str, Any]:
+    exemptions = [{"vulnerabilityId": "CVE-M", "reason": "not reachable", "expires": "2099-01-01"}] if exempt else []
+    return {"apiVersion": "imagescan.io/v1alpha1", "kind": "FindingsPolicy",
+            "metadata": {"name": "no-mediums", "namespace": "team", "uid": "u-2", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"gate": "one"}}, "thresholds": {"medium": 0},
+                     "exemptions": exemptions, "enforcement": "Deny"}}
+
+
+async def _judge_policy(obj: dict[str, Any], memo: kopf.Memo) -> dict[str, Any]:
+    patch = kopf.Patch()
+    await findingspolicy.evaluate(body=kopf.Body(cast(kopf.RawBody, obj)), patch=patch, namespace="team",
+                                  memo=memo, logger=logging.getLogger("test"),
+                                  **{findingspolicy.INDEX: {"team": [_wide()]}})
+    return dict(patch["status"])
+
+
+async def _admit(memo: kopf.Memo, obj: dict[str, Any]) -> list[str]:
+    """The webhook's handler on a Pod running the wide image: its warnings, or AdmissionError if refused."""
+    pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": "team"},
+           "spec": {"containers": [{"name": "app", "image": IMAGE}]}}
+    policies = {"team": [(obj["metadata"]["name"], fp.FindingsPolicySpec.model_validate(obj["spec"]))]}
+    warnings: list[str] = []
+    await admission.Auditor().review(
+        body=kopf.Body(cast(kopf.RawBody, pod)), dryrun=False, warnings=warnings, operation="CREATE", memo=memo,
+        **{findingspolicy.INDEX: {"team": [_wide()]}, findingspolicy.POLICY_INDEX: policies},
+    )
+    return warnings
+
+
+def _condition(shared: runtime.Runtime) -> policy.Compliance:
+    return policy.compliance(shared.verdicts.read("team", "wide", ["no-mediums"]))
+
+
+async def test_exemption_outside_the_listed_findings_is_honoured_by_status_condition_and_admission(
+        shared: runtime.Runtime) -> None:
+    """Issue 8.3: the policy said compliant (it read the whole build) but admission judged again from the
+    top 3 findings alone, so the exemption was ignored and the Pod refused with "1 medium"."""
+    memo = kopf.Memo(runtime=shared)
+    status = await _judge_policy(_deny_mediums(exempt=True), memo)
+    (verdict,) = status["pipelines"]
+    assert verdict["compliant"] and verdict["exact"] and verdict["counts"]["medium"] == 0
+    assert await _admit(memo, _deny_mediums(exempt=True)) == []
+    assert _condition(shared).status == "True"
+
+
+async def test_without_the_exemption_all_three_say_violating_with_the_same_counts(
+        shared: runtime.Runtime) -> None:
+    memo = kopf.Memo(runtime=shared)
+    status = await _judge_policy(_deny_mediums(exempt=False), memo)
+    (verdict,) = status["pipelines"]
+    assert not verdict["compliant"]
+    with pytest.raises(kopf.AdmissionError) as refused:
+        await _admit(memo, _deny_mediums(exempt=False))
+    counts = ", ".join(f"{n} {severity}" for severity, n in verdict["counts"].items() if n)
+    assert f"counts: {counts};" in str(refused.value) and counts == "4 high, 1 medium, 25 low"
+    assert verdict["violations"][0]["message"] in str(refused.value)
+    assert _condition(shared).status == "False"
+
+
+async def test_admission_allows_a_pipeline_no_policy_has_judged_yet(shared: runtime.Runtime) -> None:
+    """As documented for pipelines without findings: unknown, admitted; the condition says Unknown."""
+    memo = kopf.Memo(runtime=shared)
+    assert await _admit(memo, _deny_mediums(exempt=False)) == []
+    assert (_condition(shared).status, _condition(shared).reason) == ("Unknown", "NotJudged")
+
+
+async def test_a_deleted_policy_is_forgotten(shared: runtime.Runtime) -> None:
+    memo = kopf.Memo(runtime=shared)
+    await _judge_policy(_deny_mediums(exempt=False), memo)
+    await findingspolicy.forget_verdicts(event={"type": "DELETED", "object": {}}, namespace="team",
+                                         name="no-mediums", memo=memo)
+    assert _condition(shared).reason == "NotJudged"
+
+
+def _judgement(verdicts: dict[str, fp.PipelineVerdict | None], seen: set[str],
+               enforcement: str = "Deny") -> policy.Judgement:
+    return policy.Judgement(enforcement=enforcement, verdicts=verdicts, seen=frozenset(seen))
+
+
+def test_condition_reads_each_policys_standing() -> None:
+    verdicts = policy.Verdicts()
+    broken = policy.judge(_spec(thresholds={"critical": 0}), WEB, TODAY)
+    assert broken is not None
+    verdicts.record("team", "strict", _judgement({"web": broken}, {"web", "api"}))
+    verdicts.record("team", "other", _judgement({}, {"web", "api"}))
+    assert policy.compliance(verdicts.read("team", "api", ["strict", "other"])).reason == "NoPolicy"
+    assert policy.compliance(verdicts.read("team", "new", ["strict"])).reason == "NotJudged"
+    violated = policy.compliance(verdicts.read("team", "web", ["strict", "unjudged"]))
+    assert violated.status == "False", "a recorded violation is a fact whatever the other policies say"
+    assert violated.message == "violates strict (Deny): 1 critical finding(s), at most 0 allowed"
+    verdicts.record("team", "blank", _judgement({"api": None}, {"api"}))
+    assert policy.compliance(verdicts.read("team", "api", ["blank"])).reason == "NoFindings"
+    assert verdicts.read("team", "web", []) == [], "only the policies the caller names (kopf's index) are read"

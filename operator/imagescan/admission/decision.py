@@ -1,16 +1,16 @@
-"""Judge the images an object runs: which pipelines built them, and which FindingsPolicies those break.
+"""Which FindingsPolicies the images an object runs break: which pipelines built them, and their verdicts.
 
 An image is matched against the output URIs (container images) or AMI ids of each pipeline's latest build,
-as its status reports them; anything not found there is unknown and allowed. A matched pipeline is judged
-with ``policy.judge`` against every policy that selects it, in the same namespace as the policy would judge
-it anyway: the workload's namespace for container images; for AMIs, which an EC2NodeClass (cluster-scoped)
-uses, the pipeline's own namespace.
+as its status reports them; anything not found there is unknown and allowed. A matched pipeline is not
+judged here: the verdict each policy of the pipeline's namespace last recorded for it (``policy.Verdicts``,
+the one its status and the pipeline's PolicyCompliant condition show) is read, in the same namespace the
+policy judges it in: the workload's for container images; for AMIs, which an EC2NodeClass (cluster-scoped)
+uses, the pipeline's own. A pipeline no policy has judged yet is unknown and allowed, as one without findings.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Callable, Iterable, Mapping
 
 from imagescan.admission import images, workloads
@@ -19,7 +19,8 @@ from imagescan.models import imagepipeline as ip
 from imagescan.reconcile import policy
 
 Namespace = str | None
-Policies = Callable[[Namespace], Iterable[tuple[str, fp.FindingsPolicySpec]]]
+Read = Callable[[Namespace, str], Iterable[policy.Reading]]
+"""What each policy of a namespace last judged of the named pipeline (``policy.Verdicts.read``)."""
 MAX_WORST = 3  # warnings over 256 characters may be cut short by the API server
 
 
@@ -88,8 +89,8 @@ def ami_catalogue(pipelines: Mapping[Namespace, Iterable[policy.Pipeline]]) -> d
 
 
 def decide(
-        uses: Iterable[workloads.ImageUse], catalogue: Mapping[str, list[Built]], policies: Policies,
-        today: datetime.date, *, by_reference: bool = True,
+        uses: Iterable[workloads.ImageUse], catalogue: Mapping[str, list[Built]], read: Read,
+        *, by_reference: bool = True,
 ) -> Decision:
     """Every (image, pipeline, policy) the object breaks, one per image however many containers share it.
 
@@ -103,20 +104,17 @@ def decide(
     for image, places in where.items():
         key = _key(image) if by_reference else image
         for built in catalogue.get(key, []) if key else []:
-            breaches.extend(_breaches(image, tuple(places), built, policies, today))
+            breaches.extend(_breaches(image, tuple(places), built, read))
     return Decision(tuple(breaches))
 
 
-def _breaches(image: str, where: tuple[str, ...], built: Built, policies: Policies,
-              today: datetime.date) -> list[Breach]:
-    found = []
-    for name, spec in sorted(policies(built.namespace), key=lambda item: item[0]):
-        if not (spec.selector or fp.LabelSelector()).matches(built.pipeline.labels):
-            continue
-        verdict = policy.judge(spec, built.pipeline, today)
-        if verdict is not None and not verdict.compliant:  # no findings yet: unknown, allowed
-            found.append(Breach(image, where, name, built.namespace, spec.enforcement, built.pipeline.name, verdict))
-    return found
+def _breaches(image: str, where: tuple[str, ...], built: Built, read: Read) -> list[Breach]:
+    """Only recorded violations count: not selected, not judged yet and no findings yet all allow."""
+    return [
+        Breach(image, where, r.policy, built.namespace, r.enforcement, built.pipeline.name, r.standing)
+        for r in read(built.namespace, built.pipeline.name)
+        if isinstance(r.standing, fp.PipelineVerdict) and not r.standing.compliant
+    ]
 
 
 def _key(image: str) -> str | None:

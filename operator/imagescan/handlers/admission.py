@@ -2,10 +2,12 @@
 
 Registered only when the operator is asked to serve the webhook (``imagescan run --webhook-port``): kopf
 refuses to start with admission handlers and no server, and an operator that was not asked must not open a
-port. The decision is taken from kopf's in-memory indexes of ImagePipeline status and FindingsPolicies
-(``handlers.findingspolicy``), with no AWS and no Kubernetes API call, so it stays far within the webhook's
-5-second timeout. Deny refuses, Warn allows with admission warnings, Audit allows and leaves a Warning Event
-on the policy.
+port. The decision is taken from memory, with no AWS and no Kubernetes API call, so it stays far within the
+webhook's 5-second timeout: kopf's indexes of ImagePipeline status (which images each latest build made) and
+FindingsPolicies (``handlers.findingspolicy``), and the verdicts that policies' handler recorded in
+``runtime.verdicts`` (the same its status and the PolicyCompliant condition show; nothing is judged here).
+Deny refuses, Warn allows with admission warnings, Audit allows and leaves a Warning Event on the policy. A
+pipeline no policy has judged yet is unknown and admitted, like one without findings.
 
 kopf can post Events only from an object's own handlers, not from a webhook, so Audit hits are handed to a
 small daemon that runs for each FindingsPolicy and posts them as Events on it.
@@ -14,7 +16,6 @@ small daemon that runs for each FindingsPolicy and posts them as Events on it.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -102,19 +103,17 @@ class Auditor:
             logger.info("refused %s: %s", subject, reasons)
             raise kopf.AdmissionError(f"imagescan: {reasons}", code=403)
 
-    def _judge(self, body: kopf.Body, old: kopf.Body | None, indexes: Mapping[str, Any]) -> decision.Decision:
-        pipelines: kopf.Index[str | None, policy.Pipeline] = indexes[findingspolicy.INDEX]
-        policies: kopf.Index[str | None, Any] = indexes[findingspolicy.POLICY_INDEX]
+    def _judge(self, body: kopf.Body, old: kopf.Body | None, kwargs: Mapping[str, Any]) -> decision.Decision:
+        pipelines: kopf.Index[str | None, policy.Pipeline] = kwargs[findingspolicy.INDEX]
         uses = workloads.new_uses(body, old)
         if not uses:
             return decision.Decision()
-        today = datetime.datetime.now(datetime.UTC).date()
+        read = _reader(kwargs)
         if body.get("kind") == workloads.NODE_CLASS_KIND:
-            catalogue = decision.ami_catalogue(pipelines)
-            return decision.decide(uses, catalogue, lambda ns: policies.get(ns, []), today, by_reference=False)
+            return decision.decide(uses, decision.ami_catalogue(pipelines), read, by_reference=False)
         namespace = body.meta.namespace
         catalogue = decision.container_catalogue(namespace, pipelines.get(namespace, []))
-        return decision.decide(uses, catalogue, lambda ns: policies.get(ns, []), today)
+        return decision.decide(uses, catalogue, read)
 
     def record(self, namespace: str | None, name: str, message: str) -> None:
         """Queue an Event for the policy; only while its daemon runs, so nothing piles up for no one."""
@@ -142,6 +141,17 @@ class Auditor:
         finally:
             self._signals.pop(key, None)
             self._pending.pop(key, None)
+
+
+def _reader(kwargs: Mapping[str, Any]) -> decision.Read:
+    """Recorded verdicts of the policies kopf's index holds now: a deleted or invalid policy is not asked."""
+    policies: kopf.Index[str | None, tuple[str, Any]] = kwargs[findingspolicy.POLICY_INDEX]
+    shared: runtime.Runtime = kwargs["memo"].runtime
+
+    def read(namespace: str | None, pipeline: str) -> list[policy.Reading]:
+        return shared.verdicts.read(namespace, pipeline, (name for name, _ in policies.get(namespace, [])))
+
+    return read
 
 
 async def _first_of(*awaitables: Awaitable[Any]) -> None:
