@@ -181,7 +181,7 @@ def cluster_with_aws(plane: controlplane.ControlPlane, namespace: str, tmp: path
 def operator_config(emulator: server.Emulator, port: int, tmp: pathlib.Path, namespace: str) -> runtime.Config:
     return runtime.Config(
         aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
-        tick=0.2, namespaces=(namespace,),
+        namespaces=(namespace,),
         webhook=admission_server.Settings(port=port, addr="127.0.0.1", cert_dir=str(tmp / "certs")),
     )
 

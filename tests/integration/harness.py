@@ -52,6 +52,13 @@ class Pipelines:
     def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return dict(self.api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, patch))
 
+    def reconcile_now(self, name: str, value: str) -> None:
+        """What a user does rather than wait for the next resync (10 min by default): ask for a reconcile, and
+        wait until the operator says it acted on the request."""
+        self.patch(name, {"metadata": {"annotations": {"imagescan.io/reconcile-requested-at": value}}})
+        wait_for(lambda: (self.get(name) or {}).get("status", {}).get("lastHandledReconcileAt") == value,
+                 what=f"{name}: reconcile {value} handled")
+
     def delete(self, name: str) -> None:
         self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
 

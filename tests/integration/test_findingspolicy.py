@@ -71,7 +71,7 @@ def test_new_findings_are_judged_without_touching_the_policy(
 ) -> None:
     ns = pipelines.namespace
     arn = emulator.world.add_pipeline(name="batch", scanning_enabled=True, findings={"HIGH": 1})
-    pipelines.create("batch", {"pipelineArn": arn, "resyncInterval": "1s", "findings": {"refreshInterval": "1s"}})
+    pipelines.create("batch", {"pipelineArn": arn})  # shipped intervals: a new build is seen on request
     pipelines.wait_ready("batch")
     policies = _policies(cluster_client)
     policies.create_namespaced_custom_object(GROUP, VERSION, ns, "findingspolicies", {
@@ -81,6 +81,7 @@ def test_new_findings_are_judged_without_touching_the_policy(
     wait_for(lambda: _policy_status(policies, ns, "few-highs").get("totals", {}).get("compliant") == 1,
              what="compliant")
     emulator.world.add_image(arn, findings={"HIGH": 5})  # a new build with more findings
+    pipelines.reconcile_now("batch", "new-build")
     wait_for(lambda: _policy_status(policies, ns, "few-highs").get("totals", {}).get("violating") == 1,
              timeout=30, what="violation after new findings")
 

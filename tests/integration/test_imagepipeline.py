@@ -20,14 +20,6 @@ def _without(pipeline: dict[str, object], *keys: str) -> dict[str, object]:
     return {k: v for k, v in pipeline.items() if k not in keys}
 
 
-def _reconcile_now(pipelines: harness.Pipelines, name: str, value: str) -> None:
-    """What a user does rather than wait for the next resync (10 min by default): ask for a reconcile, and
-    wait until the operator says it acted on the request."""
-    pipelines.patch(name, {"metadata": {"annotations": {"imagescan.io/reconcile-requested-at": value}}})
-    wait_for(lambda: (pipelines.get(name) or {}).get("status", {}).get("lastHandledReconcileAt") == value,
-             what=f"{name}: reconcile {value} handled")
-
-
 def test_create_enables_scanning_and_keeps_every_other_field(
         emulator: server.Emulator, pipelines: harness.Pipelines,
 ) -> None:
@@ -137,7 +129,7 @@ def test_missing_pipeline_stalls_and_recovers_when_it_appears(
     assert events[0].type == "Warning"
     emulator.world.add_pipeline(name="ghost", container=False, scanning_enabled=False, findings=1)
     # Stalled is re-read at the next resync (10 min); the user who just created the pipeline asks now.
-    _reconcile_now(pipelines, "ghost", "pipeline-created")
+    pipelines.reconcile_now("ghost", "pipeline-created")
     pipelines.wait_ready("ghost")
     assert pipelines.condition("ghost", "Stalled") is None
     assert emulator.calls["ListImagePipelines"] == 2  # the first look-up, and the requested one
@@ -157,7 +149,7 @@ def test_container_scanning_before_inspector_waits_without_hot_loop(
     assert reconciling is not None and reconciling["reason"] == "InspectorNotEnabled"
     emulator.world.set_inspector(emulator.world.account_id, {"ECR": "ENABLED", "EC2": "ENABLED"})
     # The back-off retries on its own (tests/integration/test_backoff.py times it); the user asks now.
-    _reconcile_now(pipelines, "svc", "inspector-enabled")
+    pipelines.reconcile_now("svc", "inspector-enabled")
     obj = pipelines.wait_ready("svc")
     assert obj["status"]["scanning"]["ecr"] == {"repositoryName": "image-scans", "containerTags": ["scan"]}
     assert pipelines.condition("svc", "Reconciling") is None
@@ -171,7 +163,7 @@ def test_drift_is_put_back(emulator: server.Emulator, pipelines: harness.Pipelin
     pipelines.wait_ready("drifty")
     emulator.world.set_scanning(arn, enabled=False)  # someone turns it off in the console
     # The next resync (10 min) would find it; tests/unit/test_schedule.py times that.
-    _reconcile_now(pipelines, "drifty", "after-console-change")
+    pipelines.reconcile_now("drifty", "after-console-change")
     assert emulator.world.pipeline(arn)["imageScanningConfiguration"]["imageScanningEnabled"]
     assert emulator.calls["UpdateImagePipeline"] == 2
     wait_for(lambda: [e for e in pipelines.events("drifty") if e.reason == "ScanningUpdated"], what="event")
@@ -221,7 +213,7 @@ def test_critical_increase_posts_one_warning(emulator: server.Emulator, pipeline
     pipelines.create("risky", {"pipelineArn": arn})
     pipelines.wait_ready("risky")
     emulator.world.add_image(arn, findings={"CRITICAL": 4, "HIGH": 2})
-    _reconcile_now(pipelines, "risky", "new-image")  # the resync (10 min) would see the new build
+    pipelines.reconcile_now("risky", "new-image")  # the resync (10 min) would see the new build
     obj = pipelines.get("risky") or {}
     assert obj["status"]["findings"]["latestImage"]["severityCounts"]["critical"] == 4
 
@@ -229,7 +221,7 @@ def test_critical_increase_posts_one_warning(emulator: server.Emulator, pipeline
         return sorted(e.message for e in pipelines.events("risky") if e.reason == "CriticalFindingsIncreased")
 
     wait_for(lambda: any("4 critical" in m for m in increases()), what="warning event for 4 criticals")
-    _reconcile_now(pipelines, "risky", "again")  # the same counts again: no new warning
+    pipelines.reconcile_now("risky", "again")  # the same counts again: no new warning
     time.sleep(1.0)  # events are posted asynchronously
     assert len(increases()) == 2  # 0 -> 1 on the first refresh, 1 -> 4 on the new image
 
