@@ -92,9 +92,11 @@ def update_image_pipeline(w: world.World, params: dict[str, Any]) -> dict[str, A
         arn = params["imagePipelineArn"]
         if not w.has_pipeline(arn):
             raise _pipeline_not_found(arn)
-        updated = _replaced(w, w.pipeline(arn), params)
+        current = w.pipeline(arn)
+        updated = _replaced(w, current, params)
         _require_inspector(w, updated)
         w.replace_pipeline(arn, updated)
+        w.update_log.record(arn, token, before=current, after=updated)
         response = {"clientToken": token, "imagePipelineArn": arn}
         w.idempotency[("UpdateImagePipeline", token)] = (request, copy.deepcopy(response))
         return response

@@ -3,7 +3,8 @@
 A ``ThreadingHTTPServer`` in a background thread keeps the emulator dependency-free and lets ~20 client threads
 hit it concurrently; HTTP/1.1 keep-alive and TCP_NODELAY keep per-call overhead low for benchmarks. The signing
 service in the SigV4 ``Authorization`` header picks the service, so a single ``AWS_ENDPOINT_URL`` serves both.
-``Emulator`` adds per-call latency, fault injection and call counters on top of the ``world``.
+``Emulator`` adds per-call latency, fault injection and call counters on top of the ``world``; for reliability
+tests also a call log, faults aimed at chosen pipelines and one-shot hooks before an update (``audit``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore import model as bmodel
 
-from imagescan.emulator import control, ecr, errors, imagebuilder, inspector, protocol, validation, world
+from imagescan.emulator import audit, control, ecr, errors, imagebuilder, inspector, protocol, validation, world
 
 log = logging.getLogger(__name__)
 _HANDLERS = {
@@ -48,6 +49,26 @@ class _Faults:
             self._codes: tuple[str, ...] = ()
             self._operations: frozenset[str] | None = None
             self._remaining: int | None = None
+            self._targeted: dict[str, tuple[str, ...]] = {}
+
+    def target(self, arns: Iterable[str], codes: Sequence[str]) -> None:
+        if not codes:
+            raise ValueError("at least one error code is needed")
+        with self._lock:
+            self._targeted.update(dict.fromkeys(arns, tuple(codes)))
+
+    def untarget(self, arns: Iterable[str]) -> None:
+        with self._lock:
+            for arn in arns:
+                self._targeted.pop(arn, None)
+
+    def pick_targeted(self, arn: str | None) -> str | None:
+        """The error code every call naming this pipeline fails with, if it is targeted."""
+        if arn is None:
+            return None
+        with self._lock:
+            codes = self._targeted.get(arn)
+            return self._rng.choice(codes) if codes else None
 
     def arm(self, rate: float, codes: Sequence[str], operations: Iterable[str] | None, count: int | None) -> None:
         if not 0.0 <= rate <= 1.0:
@@ -91,6 +112,8 @@ class Emulator:
             self.world.set_inspector(account_id, {"EC2": "ENABLED", "ECR": "ENABLED"})
         self.latency_s = latency_s
         self.calls: collections.Counter[str] = collections.Counter()
+        self.call_log = audit.CallLog()  # every request: when, which operation, which ARN, which error
+        self.hooks = audit.Hooks()
         self.endpoint_url: str | None = None
         self._calls_lock = threading.Lock()
         self._faults = _Faults(seed)
@@ -143,14 +166,35 @@ class Emulator:
         """Fail matching calls: with probability ``rate``, or exactly the next ``count`` of them."""
         self._faults.arm(rate, codes, operations, count)
 
+    def fail_pipelines(self, arns: Iterable[str], codes: Sequence[str] = ("ResourceInUseException",)) -> None:
+        """Fail every call that names one of these pipelines (checked before, and instead of, the random
+        faults), until ``heal_pipelines`` or ``clear_faults``."""
+        self._faults.target(arns, codes)
+
+    def heal_pipelines(self, arns: Iterable[str]) -> None:
+        """Stop failing calls that name these pipelines."""
+        self._faults.untarget(arns)
+
     def clear_faults(self) -> None:
         """Let every call through again."""
         self._faults.clear()
 
+    def before_next_update(self, arn: str, action: Callable[[], object]) -> None:
+        """Run ``action`` (in the server's thread, outside every lock) when the next UpdateImagePipeline for
+        ``arn`` arrives, before it is handled: e.g. another writer's change landing between a client's read
+        and its write. The action may call the emulator over HTTP; its own updates do not trigger it."""
+        self.hooks.before_next_update(arn, action)
+
+    @property
+    def updates(self) -> audit.UpdateLog:
+        """Every UpdateImagePipeline applied, with the non-scanning fields it changed."""
+        return self.world.update_log
+
     def reset_calls(self) -> None:
-        """Zero the per-operation call counters."""
+        """Zero the per-operation call counters and empty the call log."""
         with self._calls_lock:
             self.calls.clear()
+        self.call_log.clear()
 
     # --- request handling ----------------------------------------------------------------------------------
 
@@ -163,26 +207,40 @@ class Emulator:
         if routed is None:
             return _error_response(404, "UnknownOperationException", f"No operation for {method} {path}")
         svc, op = routed
+        arrived = time.monotonic()
         with self._calls_lock:
             self.calls[op.name] += 1  # faulted and rejected calls count: the client did make them
         if self.latency_s > 0:
             time.sleep(self.latency_s)
+        decoded = _decode(svc, op, query, headers, body)
+        arn = audit.named_arn(decoded) if isinstance(decoded, dict) else None
+        if op.name == "UpdateImagePipeline":
+            for action in self.hooks.take_before_update(arn):
+                action()
+        error: str | None = None
         try:
-            return 200, {}, protocol.encode(self._invoke(svc, op, query, headers, body))
+            return 200, {}, protocol.encode(self._invoke(svc, op, decoded, arn))
         except errors.ApiError as exc:
+            error = exc.code
             status = exc.status or _status(svc, exc.code)
             return _error_response(status, exc.code, exc.message, exc.extra)
         except Exception:  # a bug here must look like AWS's 500, not kill the connection
+            error = "ServiceException"
             log.exception("emulator failed on %s", op.name)
             return _error_response(500, "ServiceException", "Internal emulator error.")
+        finally:
+            self.call_log.record(arrived, op.name, arn, error)
 
     def _invoke(
-        self, svc: protocol.Service, op: bmodel.OperationModel, query: str, headers: Mapping[str, str], body: bytes
+        self, svc: protocol.Service, op: bmodel.OperationModel, decoded: dict[str, Any] | errors.ApiError,
+        arn: str | None,
     ) -> dict[str, Any]:
-        fault = self._faults.pick(op.name)
+        fault = self._faults.pick_targeted(arn) or self._faults.pick(op.name)
         if fault is not None:
             raise errors.ApiError(fault, f"Injected fault for {op.name}.")
-        params = protocol.decode_request(svc, op, urllib.parse.parse_qs(query), headers, body)
+        if isinstance(decoded, errors.ApiError):
+            raise decoded
+        params = decoded
         found = validation.problems(op.input_shape, params) if op.input_shape is not None else []
         if found:
             problem = errors.ApiError(svc.validation_code, validation.describe(found))
@@ -198,6 +256,16 @@ class Emulator:
         if op.output_shape is not None and "requestId" in op.output_shape.members:
             result = {"requestId": str(uuid.uuid4()), **result}
         return result
+
+
+def _decode(
+    svc: protocol.Service, op: bmodel.OperationModel, query: str, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any] | errors.ApiError:
+    """The request's parameters, or the error a malformed one gets (raised after any injected fault)."""
+    try:
+        return protocol.decode_request(svc, op, urllib.parse.parse_qs(query), headers, body)
+    except errors.ApiError as exc:
+        return exc
 
 
 def _route(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from imagescan.emulator import generator
+from imagescan.emulator import audit, generator
 
 FindingsSpec = int | dict[str, int] | None
 _SEED_EPOCH = 1735689600.0  # 2025-01-01T00:00:00Z: seeded history is fixed, live edits use the real clock
@@ -44,6 +44,7 @@ class World:
         self._inspector: dict[str, dict[str, str]] = {}
         self._last_stamp = 0.0
         self.idempotency: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self.update_log = audit.UpdateLog()  # every applied UpdateImagePipeline and what it changed
 
     # --- clock ---------------------------------------------------------------------------------------------
 
