@@ -75,6 +75,22 @@ def binaries() -> pathlib.Path:
     return pathlib.Path(built.stdout.strip().splitlines()[-1])
 
 
+def raw_request(url: str, method: str, body: Any, headers: dict[str, str],
+                context: ssl.SSLContext | None = None) -> tuple[int, Any]:
+    """One HTTP request as a client sends it; the status code and the parsed JSON (or text), errors included."""
+    data = (body if isinstance(body, bytes) else json.dumps(body).encode()) if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
 def status_line() -> str:
     """Where this session's control plane comes from, in one line."""
     cached = subprocess.run(["bash", str(BUILD_SCRIPT), "--print"], capture_output=True, text=True, check=False)
@@ -391,20 +407,9 @@ class ControlPlane:
              content_type: str = "application/json", accept: str = "application/json") -> tuple[int, Any]:
         """One raw request; returns the status code and the parsed JSON (or text) answer, errors included."""
         assert self.pki is not None
-        data = (body if isinstance(body, bytes) else json.dumps(body).encode()) if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
+        return raw_request(self.url + path, method, body, {
             "Authorization": f"Bearer {token or self.pki.admin_token}", "Content-Type": content_type,
-            "Accept": accept})
-        context = ssl.create_default_context(cafile=str(self.pki.ca))
-        try:
-            with urllib.request.urlopen(request, timeout=30, context=context) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
-        try:
-            return status, json.loads(raw)
-        except ValueError:
-            return status, raw.decode(errors="replace")
+            "Accept": accept}, ssl.create_default_context(cafile=str(self.pki.ca)))
 
     def get(self, group: str, version: str, plural: str, namespace: str | None, name: str) -> Obj | None:
         status, body = self.http("GET", f"{self._path(group, version, plural, namespace)}/{name}")
