@@ -7,6 +7,8 @@ itself (Recoverable)? Each class answers that and carries the condition reason s
 
 from __future__ import annotations
 
+import re
+
 from botocore import exceptions as botocore_exceptions
 
 
@@ -59,6 +61,23 @@ class Conflict(AwsError):
     reason = "Conflict"
 
 
+class InvalidSpec(AwsError):
+    """botocore refused the request before sending it, for a value the spec gave: only a spec change helps."""
+
+    terminal = True
+    reason = "InvalidSpec"
+
+
+# Request parameters that come from the spec, and the spec field each comes from, so the message names
+# what the user wrote. Longest first: the first prefix that matches wins.
+_SPEC_FIELDS = (
+    ("imageScanningConfiguration.ecrConfiguration.", "spec.scanning.ecr."),
+    ("imageScanningConfiguration.imageScanningEnabled", "spec.scanning.enabled"),
+    ("imagePipelineArn", "spec.pipelineArn"),
+)
+_PARAMETER = re.compile(r"parameter ([A-Za-z0-9_.\[\]]+)")
+
+
 _BY_CODE: dict[str, type[AwsError]] = {
     "ResourceNotFoundException": NotFound,
     "AccessDeniedException": AccessDenied,
@@ -105,7 +124,28 @@ def from_exception(exc: Exception) -> AwsError:
         err: AwsError = AccessDenied(f"no AWS credentials: {exc}", code="NoCredentials")
         err.reason = "NoCredentials"
         return err
+    if isinstance(exc, botocore_exceptions.ParamValidationError):
+        return from_param_validation(exc)
     if isinstance(exc, botocore_exceptions.BotoCoreError):
         # Connection failures, timeouts and the like: the network or the endpoint, not the request.
         return Unavailable(f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
     raise exc
+
+
+def from_param_validation(exc: botocore_exceptions.ParamValidationError) -> AwsError:
+    """botocore's client-side validation (a BotoCoreError, but no network trouble): retrying sends the same
+    request again, so it is Terminal. InvalidSpec, naming the spec field, when a parameter comes from the
+    spec; else InvalidRequest (the pipeline's own fields, which the spec cannot fix)."""
+    report = str(exc.kwargs.get("report") or exc)
+    text = "; ".join(line.strip() for line in report.splitlines() if line.strip())
+    from_spec = any(_spec_field(p) for p in _PARAMETER.findall(text))
+    text = _PARAMETER.sub(lambda m: _spec_field(m.group(1)) or m.group(0), text)
+    cls: type[AwsError] = InvalidSpec if from_spec else InvalidRequest
+    return cls(f"refused before sending: {text}", code="ParamValidationError")
+
+
+def _spec_field(parameter: str) -> str | None:
+    for prefix, field in _SPEC_FIELDS:
+        if parameter.startswith(prefix):
+            return field + parameter[len(prefix):]
+    return None
