@@ -9,6 +9,7 @@ recorded (``runtime.verdicts``, never judged here): on every reconcile, and on t
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import kopf
@@ -115,12 +116,21 @@ async def _reconcile(
         request = _request(body, spec, previous, refresh_findings)
         outcome = await shared.run_blocking(pipeline.sync, shared.clients, shared.buckets, request)
         status = outcome.status.model_copy(
-            update={"last_handled_reconcile_at": body.meta.annotations.get(RECONCILE_ANNOTATION)},
+            update={"last_handled_reconcile_at": _echoed(body.meta.annotations.get(RECONCILE_ANNOTATION))},
         )
         status = _with_compliance(status, previous, body, policies, shared)
         shared.remember(uid, status_.replace(patch, body, pipeline.fit(status)))
         _post_events(body, previous, outcome, logger)
         _reschedule(shared, uid, spec, outcome, logger)
+
+
+def _echoed(requested: str | None) -> str | None:
+    """The annotation as status.lastHandledReconcileAt shows it: as written up to 256 characters; a longer
+    value (annotations may hold 256 KiB) as its SHA-256, still different for every new value, so status
+    stays within its 32 KiB whatever the user writes."""
+    if requested is None or len(requested) <= m.MAX_ECHOED_ANNOTATION:
+        return requested
+    return "sha256:" + hashlib.sha256(requested.encode()).hexdigest()
 
 
 def _reschedule(

@@ -35,11 +35,17 @@ def replace(patch: kopf.Patch, body: kopf.Body, status: S) -> S:
 
 
 def problems(exc: pydantic.ValidationError) -> str:
-    """What is wrong with a spec, naming each field as the user wrote it."""
+    """What is wrong with a spec, naming each field as a path a user finds in the YAML (and as the API
+    server's messages do): ``spec.exemptions[0].expires``. A rule over the whole spec names its fields
+    in its own message."""
     return "; ".join(
-        f"spec.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" if error["loc"] else error["msg"]
+        f"{field_path(error['loc'])}: {error['msg']}" if error["loc"] else error["msg"]
         for error in exc.errors()
     )
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    return "spec" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
 
 
 def invalid_spec(previous: S, message: str, generation: int) -> S:
