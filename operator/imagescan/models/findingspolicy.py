@@ -7,9 +7,11 @@ findings), so judging a policy costs no AWS call.
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Annotated, Literal
 
 import pydantic
+from pydantic.config import JsonDict
 
 from imagescan.models import base, kstatus
 
@@ -30,43 +32,106 @@ def _real_date(value: str) -> str:
 
 
 # Kept a string (YYYY-MM-DD) rather than a date so the wire format and what policy evaluation reads stay as
-# they are; ``format: date`` lets the API server refuse impossible dates too (it checks them with Go's
-# time.Parse, which still accepts year 0, hence the validator as well).
+# they are. Not ``format: date``: kube-apiserver's CEL would then see a timestamp where the embedded API
+# server's sees a string, so no rule could run on both, and only kube-apiserver checks that format. The rule
+# makes both refuse impossible dates and year 0 (timestamp() fails on them); the validator says the same
+# for objects stored before it.
+_DATE_RULE: JsonDict = {
+    "rule": f"!self.matches('{DATE_PATTERN}') || "
+            "timestamp(self + 'T00:00:00Z') >= timestamp('0001-01-01T00:00:00Z')",
+    "message": "must be a calendar date (YYYY-MM-DD)",
+}
 CalendarDate = Annotated[
     str,
-    pydantic.Field(pattern=DATE_PATTERN, json_schema_extra={"format": "date"}),
+    pydantic.Field(pattern=DATE_PATTERN, max_length=10,
+                   json_schema_extra={"x-kubernetes-validations": [_DATE_RULE]}),
     pydantic.AfterValidator(_real_date),
 ]
+
+
+# Kubernetes label syntax (apimachinery's IsQualifiedName / IsValidLabelValue): an optional DNS-subdomain
+# prefix and a name of at most 63 characters; a value of at most 63 characters, possibly empty.
+_LABEL_NAME = "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_DNS_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+LABEL_KEY_PATTERN = f"^({_DNS_LABEL}([.]{_DNS_LABEL})*/)?{_LABEL_NAME}$"
+LABEL_VALUE_PATTERN = f"^({_LABEL_NAME})?$"
+MAX_LABEL_KEY = 317  # 253 (prefix) + 1 + 63
+MAX_SELECTOR_LABELS = 32
+MAX_SELECTOR_EXPRESSIONS = 16
+MAX_SELECTOR_VALUES = 64
+
+
+def _label_key(key: str) -> str:
+    """What the pattern cannot count: the prefix is a DNS subdomain (at most 253 characters, labels of at
+    most 63). kube-apiserver refuses such a key in a real label, so a selector naming it matches nothing."""
+    prefix, _, name = key.rpartition("/")
+    too_long = len(prefix) > 253 or any(len(label) > 63 for label in prefix.split("."))
+    if not re.fullmatch(LABEL_KEY_PATTERN, key) or too_long or len(name) > 63:
+        raise ValueError(f"{key!r} is not a label key: [prefix/]name, a DNS subdomain prefix of at most 253 "
+                         "characters and a name of at most 63 (letters, digits, - _ .)")
+    return key
+
+
+LabelKey = Annotated[
+    str, pydantic.Field(min_length=1, max_length=MAX_LABEL_KEY, pattern=LABEL_KEY_PATTERN),
+    pydantic.AfterValidator(_label_key),
+]
+LabelValue = Annotated[str, pydantic.Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+# A map's keys have no schema of their own in a CRD: a CEL rule checks them.
+_KEYS_RULE: JsonDict = {
+    "rule": f"self.all(k, k.matches('{LABEL_KEY_PATTERN}'))",
+    "message": "keys must be label keys: [prefix/]name, name at most 63 characters (letters, digits, - _ .)",
+}
+LabelMap = Annotated[dict[LabelKey, LabelValue], pydantic.Field(
+    max_length=MAX_SELECTOR_LABELS, json_schema_extra={"x-kubernetes-validations": [_KEYS_RULE]})]
+
+_VALUES_RULE: JsonDict = {
+    "rule": "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0 "
+            ": !has(self.values) || size(self.values) == 0",
+    "message": "values must be given for In and NotIn, and left out for Exists and DoesNotExist",
+    "fieldPath": ".values",
+}
 
 
 class LabelSelectorRequirement(base.CRDModel):
     """One label requirement, as in Kubernetes label selectors."""
 
-    key: str = pydantic.Field(min_length=1, max_length=317)
-    """The label key."""
+    model_config = pydantic.ConfigDict(json_schema_extra={"x-kubernetes-validations": [_VALUES_RULE]})
+
+    key: LabelKey
+    """The label key, e.g. team or example.com/tier."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     """How the key relates to the values: In, NotIn, Exists or DoesNotExist."""
-    values: list[str] | None = None
-    """Values for In and NotIn."""
+    values: list[LabelValue] = pydantic.Field(default_factory=list, max_length=MAX_SELECTOR_VALUES)
+    """Values for In and NotIn (at least one); none for Exists and DoesNotExist."""
+
+    @pydantic.model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"values must be given for {self.operator}")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"values must be left out for {self.operator}")
+        return self
 
 
 class LabelSelector(base.CRDModel):
     """A Kubernetes label selector; empty selects everything."""
 
-    match_labels: dict[str, str] | None = None
+    match_labels: LabelMap = pydantic.Field(default_factory=dict)
     """Labels that must all be present with these values."""
-    match_expressions: list[LabelSelectorRequirement] | None = None
-    """Requirements that must all hold."""
+    match_expressions: list[LabelSelectorRequirement] = pydantic.Field(
+        default_factory=list, max_length=MAX_SELECTOR_EXPRESSIONS)
+    """Requirements that must all hold (at most 16)."""
 
     def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(key) != value for key, value in (self.match_labels or {}).items()):
+        if any(labels.get(key) != value for key, value in self.match_labels.items()):
             return False
-        return all(_requirement_holds(r, labels) for r in self.match_expressions or [])
+        return all(_requirement_holds(r, labels) for r in self.match_expressions)
 
 
 def _requirement_holds(requirement: LabelSelectorRequirement, labels: dict[str, str]) -> bool:
     present = requirement.key in labels
-    values = requirement.values or []
+    values = requirement.values
     if requirement.operator == "In":
         return present and labels[requirement.key] in values
     if requirement.operator == "NotIn":
@@ -96,10 +161,10 @@ class Thresholds(base.CRDModel):
 class Exemption(base.CRDModel):
     """A vulnerability that does not count until a date, with the reason why."""
 
-    vulnerability_id: str = pydantic.Field(pattern=VULNERABILITY_PATTERN)
+    vulnerability_id: str = pydantic.Field(pattern=VULNERABILITY_PATTERN, max_length=128)
     """The CVE or other vulnerability id, e.g. CVE-2024-3094."""
-    reason: str = pydantic.Field(min_length=1, max_length=1024)
-    """Why it is accepted (required): the ticket, the mitigation, who decided."""
+    reason: str = pydantic.Field(min_length=1, max_length=1024, pattern=r"\S")
+    """Why it is accepted (required, not blank): the ticket, the mitigation, who decided."""
     expires: CalendarDate
     """Last day the exemption applies (YYYY-MM-DD, UTC); from the next day the finding counts again."""
     pipelines: LabelSelector | None = None

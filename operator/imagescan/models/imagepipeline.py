@@ -7,20 +7,65 @@ them, and the reconciler fills the status models.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
+from pydantic.config import JsonDict, JsonValue
 
 from imagescan.models import base, kstatus
 
-PIPELINE_ARN_PATTERN = (
-    r"^arn:aws[a-z-]*:imagebuilder:[a-z0-9-]+:[0-9]{12}:image-pipeline/[a-z0-9-_]+$"
-)
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+# botocore's partitions (data/partitions.json, each partition's regionRegex), copied rather than read at
+# generation time so that the CRD does not change with the installed botocore; tests/unit/test_models.py
+# checks the copy against it. They say which partition serves a region: an ARN naming another partition
+# than its region's can never be found, so it is refused up front.
+PARTITION_REGION_REGEX: dict[str, str] = {
+    "aws": r"^(us|eu|ap|sa|ca|me|af|il|mx)\-\w+\-\d+$",
+    "aws-cn": r"^cn\-\w+\-\d+$",
+    "aws-eusc": r"^eusc\-(de)\-\w+\-\d+$",
+    "aws-iso": r"^us\-iso\-\w+\-\d+$",
+    "aws-iso-b": r"^us\-isob\-\w+\-\d+$",
+    "aws-iso-e": r"^eu\-isoe\-\w+\-\d+$",
+    "aws-iso-f": r"^us\-isof\-\w+\-\d+$",
+    "aws-us-gov": r"^us\-gov\-\w+\-\d+$",
+}
+
+
+def _plain(regex: str) -> str:
+    """A botocore region regex without backslashes, so it can sit in a CEL string literal (where ``\\-`` and
+    ``\\w`` are invalid escapes) and reads the same in RE2 and Python; regions are lower-case."""
+    return regex.removeprefix("^").removesuffix("$").replace(r"\-", "-").replace(r"\w", "[a-z0-9]").replace(
+        r"\d", "[0-9]")
+
+
+_REGION_BODIES = {partition: _plain(regex) for partition, regex in PARTITION_REGION_REGEX.items()}
+REGION_PATTERN = "^(" + "|".join(_REGION_BODIES.values()) + ")$"
+PIPELINE_ARN_PATTERN = r"^arn:aws[a-z-]*:imagebuilder:[a-z0-9-]+:[0-9]{12}:image-pipeline/[a-z0-9_-]{1,128}$"
+# The ARN with a partition that serves its region: one alternative per partition.
+PARTITION_MATCHES_REGION = "^arn:(" + "|".join(
+    f"{partition}:imagebuilder:{body}" for partition, body in _REGION_BODIES.items()) + "):"
+# A Go duration: up to four parts of at most five digits (99999h*4 is 45 years, inside CEL's duration range,
+# so duration() never overflows); "[.]" rather than a backslash so the pattern can be quoted in CEL.
+DURATION_PATTERN = r"^([0-9]{1,5}([.][0-9]{1,3})?(ms|s|m|h)){1,4}$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MIN_INTERVAL_SECONDS = 60.0
+MAX_INTERVAL_SECONDS = 7 * 24 * 3600.0
 MAX_TOP_FINDINGS = 50
+MAX_ECHOED_ANNOTATION = 256  # status.lastHandledReconcileAt; longer values are echoed as their hash
+# botocore's imagebuilder EcrConfiguration: repositoryName and each containerTags item are a NonEmptyString
+# (1-1024 characters). ECR is stricter: its RepositoryName shape (botocore's ecr model) is 2-256 characters
+# with this pattern, and a tag must be an OCI tag (at most 128 characters). The strictest of them is what
+# the schema says; tests/unit/test_models.py checks them against the installed botocore.
+IMAGEBUILDER_STRING_MIN, IMAGEBUILDER_STRING_MAX = 1, 1024
+ECR_REPOSITORY_MIN, ECR_REPOSITORY_MAX = 2, 256
+ECR_REPOSITORY_REGEX = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
+ECR_TAG_MAX = 300
+CONTAINER_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+CONTAINER_TAG_MAX = 128
+MAX_CONTAINER_TAGS = 50
+# botocore's ResourceName shape (3-128 characters) without its minimum length: a shorter name only fails to
+# be found (PipelineNotFound names it), while characters Image Builder never puts in a name are a mistake.
+PIPELINE_NAME_PATTERN = r"^[-_A-Za-z0-9]([-_A-Za-z0-9 ]{0,126}[-_A-Za-z0-9])?$"
 
 
 def parse_duration(text: str) -> float:
@@ -30,13 +75,39 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
+def _bounded_interval(text: str) -> str:
+    seconds = parse_duration(text)
+    if not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
+        raise ValueError(f"{text} is outside 1m..168h: shorter polls AWS every tick, longer never resyncs")
+    return text
+
+
+_INTERVAL_RULE: JsonDict = {
+    "rule": f"!self.matches('{DURATION_PATTERN}') || "
+            "(duration(self) >= duration('1m') && duration(self) <= duration('168h'))",
+    "message": "must be between 1m and 168h (7 days)",
+}
+Interval = Annotated[
+    str,
+    pydantic.Field(pattern=DURATION_PATTERN, max_length=32,
+                   json_schema_extra={"x-kubernetes-validations": [_INTERVAL_RULE]}),
+    pydantic.AfterValidator(_bounded_interval),
+]
+ContainerTag = Annotated[str, pydantic.Field(min_length=1, max_length=CONTAINER_TAG_MAX,
+                                             pattern=CONTAINER_TAG_PATTERN)]
+
+
 class EcrSpec(base.CRDModel):
     """Where Amazon Inspector keeps the scanned copy of a container image."""
 
-    repository_name: str | None = pydantic.Field(default=None, min_length=2, max_length=256)
-    """ECR repository that receives the image copy Inspector scans (container pipelines only)."""
-    container_tags: list[str] | None = pydantic.Field(default=None, max_length=50)
-    """Tags Image Builder puts on the scanned copy in that repository."""
+    repository_name: str | None = pydantic.Field(
+        default=None, min_length=ECR_REPOSITORY_MIN, max_length=ECR_REPOSITORY_MAX,
+        pattern=f"^{ECR_REPOSITORY_REGEX}$")
+    """ECR repository that receives the image copy Inspector scans (container pipelines only): 2-256
+    characters, lower-case, as ECR names repositories (e.g. team/web)."""
+    container_tags: list[ContainerTag] | None = pydantic.Field(default=None, max_length=MAX_CONTAINER_TAGS)
+    """Tags Image Builder puts on the scanned copy in that repository: at most 50, each 1-128 characters of
+    letters, digits, _ . - (not starting with . or -), as OCI registries accept them."""
 
 
 class ScanningSpec(base.CRDModel):
@@ -51,38 +122,74 @@ class ScanningSpec(base.CRDModel):
 class FindingsSpec(base.CRDModel):
     """How findings are summarised into status."""
 
-    refresh_interval: str = pydantic.Field(default="15m", pattern=DURATION_PATTERN)
-    """How often findings counts are refreshed from AWS, e.g. 15m (default 15m)."""
+    refresh_interval: Interval = "15m"
+    """How often findings counts are refreshed from AWS, e.g. 15m (default 15m). Between 1m and 168h (7
+    days): a shorter one would call AWS on every tick, a longer one would hide new findings for weeks."""
     top: int = pydantic.Field(default=10, ge=0, le=MAX_TOP_FINDINGS)
     """How many of the worst findings of the latest image to list in status (0-50, default 10)."""
+
+
+_NAME_WITHOUT_SPACES = r"^[-_A-Za-z0-9]+$"
+
+
+def _arn_rules() -> list[JsonValue]:
+    """CEL rules over several spec fields, each reported on the field to change."""
+    both = "!has(self.pipelineArn) || !has(self.{0}) || "
+    return [
+        {
+            "rule": "has(self.pipelineArn) || has(self.pipelineName)",
+            "message": "set spec.pipelineArn, or spec.pipelineName (with spec.region if needed)",
+        },
+        {
+            # contains() rather than a regex built from the region: the region is user text.
+            "rule": both.format("region") + "self.pipelineArn.contains(':imagebuilder:' + self.region + ':')",
+            "message": "spec.region must be the region in spec.pipelineArn (or leave spec.region out)",
+            "fieldPath": ".region",
+        },
+        {
+            # The ARN holds the name lower-cased, spaces as hyphens. Standard CEL (what the embedded API
+            # server evaluates too) cannot lower-case, so (?i) does; names with spaces are checked by the model.
+            "rule": both.format("pipelineName") + f"!self.pipelineName.matches('{_NAME_WITHOUT_SPACES}') || "
+                    "self.pipelineArn.matches('(?i)/' + self.pipelineName + '$')",
+            "message": "spec.pipelineName must be the name in spec.pipelineArn (or leave spec.pipelineName out)",
+            "fieldPath": ".pipelineName",
+        },
+    ]
+
+
+_PARTITION_RULE: JsonDict = {
+    "rule": f"!self.matches('{PIPELINE_ARN_PATTERN}') || self.matches('{PARTITION_MATCHES_REGION}')",
+    "message": "the ARN's partition must be its region's: aws-cn for cn-*, aws-us-gov for us-gov-*, "
+               "aws-iso* for the ISO regions, aws-eusc for eusc-*, aws for the others",
+}
 
 
 class ImagePipelineSpec(base.CRDModel):
     """Which Image Builder pipeline to watch and how its scanning must be set."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [{
-                "rule": "has(self.pipelineArn) || has(self.pipelineName)",
-                "message": "set spec.pipelineArn, or spec.pipelineName (with spec.region if needed)",
-            }],
-        },
-    )
+    model_config = pydantic.ConfigDict(json_schema_extra={"x-kubernetes-validations": _arn_rules()})
 
-    pipeline_arn: str | None = pydantic.Field(default=None, pattern=PIPELINE_ARN_PATTERN, max_length=1024)
-    """ARN of the Image Builder pipeline; its region wins over spec.region."""
-    pipeline_name: str | None = pydantic.Field(default=None, min_length=1, max_length=128)
-    """Name of the pipeline, looked up with ListImagePipelines when pipelineArn is not given."""
-    region: str | None = pydantic.Field(default=None, pattern=REGION_PATTERN)
-    """AWS region of the pipeline when only its name is given; default: the operator's region."""
+    pipeline_arn: str | None = pydantic.Field(
+        default=None, pattern=PIPELINE_ARN_PATTERN, max_length=256,
+        json_schema_extra={"x-kubernetes-validations": [_PARTITION_RULE]})
+    """ARN of the Image Builder pipeline (arn:PARTITION:imagebuilder:REGION:ACCOUNT:image-pipeline/NAME);
+    the partition must be the region's (aws-cn for China, aws-us-gov for GovCloud), which also decides the
+    endpoint. spec.region and spec.pipelineName, if given too, must agree with it."""
+    pipeline_name: str | None = pydantic.Field(default=None, pattern=PIPELINE_NAME_PATTERN, max_length=128)
+    """Name of the pipeline, looked up with ListImagePipelines when pipelineArn is not given (up to 128
+    characters: letters, digits, - _ and inner spaces, as Image Builder names resources)."""
+    region: str | None = pydantic.Field(default=None, pattern=REGION_PATTERN, max_length=32)
+    """AWS region of the pipeline when only its name is given, e.g. eu-west-1; default: the operator's
+    region."""
     scanning: ScanningSpec = ScanningSpec()
     """The scanning configuration the pipeline must have."""
     management_policy: Literal["Manage", "Observe"] = "Manage"
     """Manage (default): put the scanning configuration in place. Observe: never write to AWS, only report."""
     deletion_policy: Literal["Retain", "Disable"] = "Retain"
     """On delete, Retain (default) leaves the pipeline as it is; Disable turns its scanning off."""
-    resync_interval: str = pydantic.Field(default="10m", pattern=DURATION_PATTERN)
-    """How often AWS is re-read to find and repair drift, e.g. 10m (default 10m)."""
+    resync_interval: Interval = "10m"
+    """How often AWS is re-read to find and repair drift, e.g. 10m (default 10m). Between 1m and 168h (7
+    days): a shorter one would call AWS on every tick, a longer one would leave drift unrepaired for weeks."""
     findings: FindingsSpec = FindingsSpec()
     """How findings are summarised into status."""
 
@@ -90,6 +197,8 @@ class ImagePipelineSpec(base.CRDModel):
     def _needs_a_pipeline(self) -> ImagePipelineSpec:
         if not self.pipeline_arn and not self.pipeline_name:
             raise ValueError("set spec.pipelineArn, or spec.pipelineName (with spec.region if needed)")
+        if self.pipeline_arn:
+            _check_arn(self.pipeline_arn, self.region, self.pipeline_name)
         return self
 
     @property
@@ -99,6 +208,22 @@ class ImagePipelineSpec(base.CRDModel):
     @property
     def refresh_seconds(self) -> float:
         return parse_duration(self.findings.refresh_interval)
+
+
+def _check_arn(arn: str, region: str | None, name: str | None) -> None:
+    """What the CRD's CEL rules say, for objects stored before them, and the names with spaces CEL cannot
+    compare. The ARN's own pattern has already been checked."""
+    partition, _, arn_region = arn.split(":")[1:4]
+    expected = PARTITION_REGION_REGEX.get(partition)
+    if expected is None or not re.fullmatch(_REGION_BODIES[partition], arn_region):
+        raise ValueError(f"spec.pipelineArn: partition {partition} does not serve region {arn_region}")
+    if region is not None and region != arn_region:
+        raise ValueError(f"spec.region {region} must be the region in spec.pipelineArn ({arn_region}) "
+                         "or be left out")
+    arn_name = arn.rsplit("/", 1)[-1]
+    if name is not None and name.lower().replace(" ", "-") != arn_name:
+        raise ValueError(f"spec.pipelineName {name!r} must be the name in spec.pipelineArn ({arn_name}) "
+                         "or be left out")
 
 
 class EcrStatus(base.CRDModel):
@@ -273,4 +398,5 @@ class ImagePipelineStatus(base.CRDModel):
     last_synced: str | None = None
     """When AWS was last read."""
     last_handled_reconcile_at: str | None = None
-    """The last value of the imagescan.io/reconcile-requested-at annotation that was acted on."""
+    """The last value of the imagescan.io/reconcile-requested-at annotation that was acted on: as written
+    up to 256 characters, a longer one as sha256:<hex digest of it> (status must stay under 32 KiB)."""
