@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from imagescan import cli, crdgen
+from imagescan.apiserver import cel
 from imagescan.models import resources
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -66,3 +67,36 @@ def test_printer_columns_match_the_issue() -> None:
     names = crd["spec"]["names"]
     assert names["shortNames"] == ["ibp"] and names["categories"] == ["imagescan"]
     assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+def _rules(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(path, rule) for path, node in _walk(schema) for rule in node.get("x-kubernetes-validations", [])]
+
+
+@pytest.mark.parametrize("resource", resources.ALL, ids=lambda r: r.plural)
+def test_cel_rules_compile_in_the_embedded_server(resource: resources.Resource) -> None:
+    """Only standard CEL: the embedded API server (cel-python) must run every rule kube-apiserver runs
+    (no Kubernetes CEL libraries such as lowerAscii() or split())."""
+    schema = crdgen.crd(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert cel.check_schema(schema, "openAPIV3Schema") == []
+    assert _rules(schema), "the CRD has CEL rules"
+
+
+@pytest.mark.parametrize("resource", resources.ALL, ids=lambda r: r.plural)
+def test_rules_in_lists_are_bounded(resource: resources.Resource) -> None:
+    """kube-apiserver costs a rule by the largest value it may see: every list and map on the way to a rule,
+    and every string it reads, has a maximum (the real server, in tests/cluster/test_bad_input.py, accepts)."""
+    schema = crdgen.crd(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for path, node in _walk(schema):
+        if node.get("type") == "array":
+            assert "maxItems" in node, f"{path}: no maxItems"
+        if node.get("type") == "object" and isinstance(node.get("additionalProperties"), dict):
+            assert "maxProperties" in node, f"{path}: no maxProperties"
+        if node.get("type") == "string" and "enum" not in node:
+            assert "maxLength" in node, f"{path}: no maxLength"
+
+
+def test_rendered_crds_have_no_yaml_anchors() -> None:
+    for resource in resources.ALL:
+        text = crdgen.render(resource)
+        assert "&id" not in text and "*id" not in text, "a rule shared by two fields must be written out in full"
