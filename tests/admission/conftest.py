@@ -140,6 +140,12 @@ def _violating(api: Cluster, name: str) -> bool:
     return bool(((obj.get("status") or {}).get("totals") or {}).get("violating"))
 
 
+def _judged(api: Cluster, name: str) -> bool:
+    obj = api.get(GROUP, VERSION, "imagepipelines", api.namespace, name) or {}
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "PolicyCompliant" and c["status"] in ("True", "False") for c in conditions)
+
+
 def _listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -192,6 +198,8 @@ def wait_until_serving(api: Cluster, port: int) -> dict[str, str]:
               for name in PIPELINES}
     for policy in POLICIES:
         wait_for(lambda p=policy: _violating(api, p), what=f"{policy} evaluated")
+    for name in PIPELINES:  # admission reads the same verdicts: every pipeline judged by its policy
+        wait_for(lambda n=name: _judged(api, n), timeout=30, what=f"{name} judged (PolicyCompliant known)")
     wait_for(lambda: _listening(port), what="the webhook listening")
     return images
 
