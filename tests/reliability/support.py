@@ -30,13 +30,14 @@ class OperatorProcess:
     """``imagescan run`` in a subprocess; every start appends to one log file."""
 
     def __init__(self, kubeconfig: pathlib.Path, endpoint_url: str, namespace: str, log_path: pathlib.Path,
-                 extra_args: Sequence[str] = ()) -> None:
-        self.args = [sys.executable, "-m", "imagescan.cli", "run", "--kubeconfig", str(kubeconfig),
+                 extra_args: Sequence[str] = (), module: str = "imagescan.cli") -> None:
+        self.args = [sys.executable, "-m", module, "run", "--kubeconfig", str(kubeconfig),
                      "--aws-endpoint-url", endpoint_url, "-n", namespace, *extra_args]
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
+        self.started_at = 0.0
 
     def start(self) -> OperatorProcess:
         assert self.process is None, "already running"
@@ -45,6 +46,7 @@ class OperatorProcess:
             log.write(f"\n==== start {self.starts + 1} ====\n".encode())
             log.flush()
             self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.started_at = time.monotonic()
         self.starts += 1
         return self
 
