@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="emulated AWS latency per call")
     parser.add_argument("--workers", type=int, default=50, help="operator threads for AWS calls")
     parser.add_argument("--findings", type=int, default=60, help="findings per image (all six severities)")
-    parser.add_argument("--resync", default="20s", help="resyncInterval of the objects, for the steady state")
+    parser.add_argument("--resync", default="1m",
+                        help="resyncInterval of the objects, for the steady state (the CRD allows 1m..168h)")
     parser.add_argument("--tick", type=float, default=10.0, help="the operator's --tick (its default: 10)")
     parser.add_argument("--resyncs", type=int, default=2, help="steady-state resync periods to count calls over")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting for Ready after this")

@@ -16,8 +16,8 @@ from tests.conftest import ROOT
 def test_scale_benchmark_smoke(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "bench/scale.py", "--pipelines", "20", "--latency-ms", "5", "--resync", "2s",
-         "--tick", "0.5", "--resyncs", "2", "--json", str(out)],
+        [sys.executable, "bench/scale.py", "--pipelines", "20", "--latency-ms", "5", "--resync", "1m",
+         "--tick", "0.5", "--resyncs", "1", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
