@@ -24,6 +24,7 @@ from typing import Any
 from imagescan.emulator import audit
 
 FORBIDDEN = re.compile(r"\b403\b|forbidden", re.IGNORECASE)
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")  # its milliseconds can read 403
 
 
 class OperatorProcess:
@@ -83,7 +84,7 @@ class OperatorProcess:
 
     def refusals(self) -> list[str]:
         """Log lines that say the ServiceAccount was refused (the shipped RBAC lacks a rule)."""
-        return [line for line in self.log_text().splitlines() if FORBIDDEN.search(line)][:10]
+        return [line for line in self.log_text().splitlines() if FORBIDDEN.search(TIMESTAMP.sub("", line))][:10]
 
 
 @dataclasses.dataclass(frozen=True)
