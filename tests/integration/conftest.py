@@ -30,10 +30,13 @@ def emulator() -> Iterator[server.Emulator]:
 
 @pytest.fixture
 def operator(cluster: Cluster, emulator: server.Emulator) -> Iterator[runner.InThread]:
+    """The operator in this process, at the shipped defaults (workers 10, tick 10 s), watching the test's
+    namespace; tests/reliability uses it too."""
     config = runtime.Config(
-        aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url, workers=4),
+        aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url),
         namespaces=(cluster.namespace,),
     )
+    assert config.tick == 10.0, "the end-to-end tests run at the shipped tick"
     with runner.InThread(config) as running:
         yield running
 
