@@ -43,7 +43,7 @@ def test_small_image_in_a_big_account_reads_its_own_pages(emu: server.Emulator) 
     small = emu.world.add_pipeline(name="small", findings={"CRITICAL": 2, "HIGH": 3, "LOW": 40})
     scope = _scope(emu, small, top_n=4)
     buckets = findings.AccountBuckets()
-    _, counts = findings.refresh_counts(scope, buckets)
+    counts = findings.refresh_counts(scope, buckets).image
     assert counts is not None
     emu.reset_calls()
     top = findings.refresh_top(scope, counts, buckets)

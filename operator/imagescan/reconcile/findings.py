@@ -7,10 +7,15 @@ The top-N list needs only the highest severities; those findings are read either
 as soon as every finding of the needed severities has been seen) or from the shared account-wide severity
 lists, whichever costs fewer pages — a shared list's pages counted once for all the pipelines that use it,
 which at scale also saves parsing the same findings hundreds of times.
+
+A shared list describes only the builds whose findings were complete when it was fetched: a build newer than
+the list (``Scope.settled_at``) is never read from it. Its counts then come either from refreshing the stale
+lists or from listing the pipeline's own findings (which gives its top list too), whichever costs fewer pages.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
 import math
@@ -119,7 +124,8 @@ def count_of(counts: m.SeverityCounts, severity: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Bucket:
-    """The findings of one severity in one account and region, as of ``fetched_at``: counts per image and
+    """The findings of one severity in one account and region, as of ``fetched_at`` (when the listing started,
+    on the cache's wall clock, so a build that settled later is known not to be in it): counts per image and
     per pipeline and, for the severities a top list reads from shared lists, each image's ``kept`` worst
     findings (as many as the longest top list asked for, as compact JSON with their sort key), so memory
     stays bounded however many findings the account has. The small buckets only serve counts."""
@@ -129,6 +135,14 @@ class Bucket:
     per_pipeline: dict[str, int]
     worst: dict[str, list[tuple[tuple[int, float, str], bytes]]] | None
     kept: int = 0
+
+    def serves(self, settled_at: float) -> bool:
+        """Whether this list can describe a build whose findings were complete only at ``settled_at``."""
+        return self.fetched_at >= settled_at
+
+    def pages(self, per_page: int) -> int:
+        """What fetching this list again would cost (an empty listing still costs one call)."""
+        return max(1, math.ceil(sum(self.per_image.values()) / per_page))
 
     def image_count(self, image_arn: str) -> int:
         return self.per_image.get(image_arn, 0)
@@ -144,7 +158,8 @@ class AccountBuckets:
     the others wait for it instead of repeating the same pages.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        # Wall-clock seconds: a list's age and a build's settled time (from status timestamps) share it.
         self._clock = clock
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -159,16 +174,29 @@ class AccountBuckets:
             sharing.add(pipeline_arn)
             return len(sharing)
 
-    def cached(self, region: str, severity: str, max_age: float, keep: int = 0) -> Bucket | None:
-        """The bucket if it is fresh enough and kept at least ``keep`` findings per image."""
+    def now(self) -> float:
+        return self._clock()
+
+    def current(self, region: str, severity: str, max_age: float) -> Bucket | None:
+        """The bucket if it is young enough, whichever builds it describes."""
         bucket = self._buckets.get((region, severity))
-        if bucket is not None and self._clock() - bucket.fetched_at <= max_age and bucket.kept >= keep:
+        if bucket is not None and self._clock() - bucket.fetched_at <= max_age:
             return bucket
         return None
 
-    def bucket(self, client: Any, region: str, severity: str, max_age: float, keep: int = 0) -> Bucket:
+    def cached(self, region: str, severity: str, max_age: float, keep: int = 0,
+               settled_at: float = -math.inf) -> Bucket | None:
+        """The bucket if it is young enough, kept at least ``keep`` findings per image, and was fetched after
+        ``settled_at`` (so it describes the build asked about)."""
+        bucket = self.current(region, severity, max_age)
+        if bucket is not None and bucket.kept >= keep and bucket.serves(settled_at):
+            return bucket
+        return None
+
+    def bucket(self, client: Any, region: str, severity: str, max_age: float, keep: int = 0,
+               settled_at: float = -math.inf) -> Bucket:
         with self._key_lock((region, severity)):
-            bucket = self.cached(region, severity, max_age, keep)
+            bucket = self.cached(region, severity, max_age, keep, settled_at)
             if bucket is None:
                 bucket = self._fetch(client, severity, keep)
                 self._buckets[(region, severity)] = bucket
@@ -187,6 +215,7 @@ class AccountBuckets:
             return self._key_locks.setdefault(key, threading.Lock())
 
     def _fetch(self, client: Any, severity: str, keep: int) -> Bucket:
+        started = self._clock()  # findings that arrive mid-listing may be missed: vouch only for the start
         per_image: dict[str, int] = {}
         per_pipeline: dict[str, int] = {}
         if severity in _SMALL_BUCKETS:
@@ -204,7 +233,7 @@ class AccountBuckets:
                 if len(kept) >= 2 * keep:
                     worst[image] = heapq.nsmallest(keep, kept)
         return Bucket(
-            fetched_at=self._clock(), per_image=per_image, per_pipeline=per_pipeline,
+            fetched_at=started, per_image=per_image, per_pipeline=per_pipeline,
             worst={image: heapq.nsmallest(keep, kept) for image, kept in worst.items()} if keep else None,
             kept=keep,
         )
@@ -212,7 +241,8 @@ class AccountBuckets:
 
 @dataclasses.dataclass(frozen=True)
 class Scope:
-    """What a refresh works on."""
+    """What a refresh works on. ``settled_at`` (the cache's clock) is when the latest build's findings were
+    last known to be still changing: a shared list fetched before then does not describe it."""
 
     client: Any
     region: str
@@ -220,25 +250,99 @@ class Scope:
     image_arn: str | None
     top_n: int
     max_age: float
+    settled_at: float = -math.inf
 
 
-def refresh_counts(scope: Scope, buckets: AccountBuckets) -> tuple[m.SeverityCounts, m.SeverityCounts | None]:
-    """Six-level counts for the pipeline and for its latest image."""
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """Six-level counts for the pipeline and its latest image; ``top`` is the image's top list when its
+    findings were all read anyway (None: plan it separately)."""
+
+    pipeline: m.SeverityCounts
+    image: m.SeverityCounts | None
+    top: list[m.Finding] | None = None
+
+
+def refresh_counts(scope: Scope, buckets: AccountBuckets) -> Counts:
+    """Six-level counts for the pipeline and for its latest image, each from data newer than the latest build.
+
+    The pipeline's counts include the latest build, so one rule covers both: the small lists are read only
+    if they were fetched after ``settled_at``; otherwise refresh them or list the pipeline's own findings,
+    whichever is fewer pages.
+    """
+    pipeline_aggregated = aws_findings.severity_counts(scope.client, "imagePipelineArn", scope.pipeline_arn)
+    image_aggregated = None
+    if scope.image_arn is not None:
+        image_aggregated = aws_findings.severity_counts(scope.client, "imageBuildVersionArn", scope.image_arn)
+    if _own_listing_is_cheaper(scope, buckets, pipeline_aggregated):
+        return _count_own(scope)
+
     def small(severity: str) -> Bucket:
-        return buckets.bucket(scope.client, scope.region, severity, scope.max_age)
+        return buckets.bucket(scope.client, scope.region, severity, scope.max_age, settled_at=scope.settled_at)
 
-    pipeline = six_levels(
-        aws_findings.severity_counts(scope.client, "imagePipelineArn", scope.pipeline_arn),
-        lambda severity: small(severity).per_pipeline.get(scope.pipeline_arn, 0),
-    )
-    if scope.image_arn is None:
-        return pipeline, None
+    pipeline = six_levels(pipeline_aggregated, lambda s: small(s).per_pipeline.get(scope.pipeline_arn, 0))
+    if scope.image_arn is None or image_aggregated is None:
+        return Counts(pipeline, None)
     image_arn = scope.image_arn
-    image = six_levels(
-        aws_findings.severity_counts(scope.client, "imageBuildVersionArn", image_arn),
-        lambda severity: small(severity).image_count(image_arn),
+    return Counts(pipeline, six_levels(image_aggregated, lambda s: small(s).image_count(image_arn)))
+
+
+def _own_listing_is_cheaper(scope: Scope, buckets: AccountBuckets, pipeline_aggregated: dict[str, int]) -> bool:
+    """Only a young list that predates the latest build is a choice: a missing or expired one is fetched
+    anyway (then it is newer than the build) and shared with every pipeline, as before. Ties go to the own
+    listing, which also gives the top list. The refreshed lists are not amortised over the sharing
+    pipelines: the refresh happens for this build, the others' builds are already in the old lists."""
+    if _rest(pipeline_aggregated) == 0:
+        return False  # nothing below medium: the small lists are not read at all
+    stale = [
+        bucket for severity in _SMALL_BUCKETS
+        if (bucket := buckets.current(scope.region, severity, scope.max_age)) is not None
+        and not bucket.serves(scope.settled_at)
+    ]
+    if not stale:
+        return False
+    per_page = aws_findings.page_size(scope.client)
+    own = max(1, math.ceil(pipeline_aggregated["all"] / per_page))
+    return own <= sum(bucket.pages(per_page) for bucket in stale)
+
+
+def _rest(aggregated: dict[str, int]) -> int:
+    """Findings below medium, which the aggregation does not split."""
+    return aggregated["all"] - aggregated["critical"] - aggregated["high"] - aggregated["medium"]
+
+
+def _count_own(scope: Scope) -> Counts:
+    """Every finding of the pipeline, one listing: six counts for it and for the latest image, and the image's
+    top list, all from the same pages."""
+    pipeline = dict.fromkeys(SEVERITIES, 0)
+    image = dict.fromkeys(SEVERITIES, 0)
+
+    def image_findings() -> Iterable[m.Finding]:
+        for raw in aws_findings.iter_findings(scope.client, "imagePipelineArn", scope.pipeline_arn):
+            severity = _known(raw.get("severity"))
+            pipeline[severity] += 1
+            if scope.image_arn is not None and raw.get("imageBuildVersionArn") == scope.image_arn:
+                image[severity] += 1
+                yield summarize(raw)
+
+    listing = image_findings()
+    worst = top(listing, scope.top_n)
+    collections.deque(listing, maxlen=0)  # the counts need every page, whatever ``top`` left unread (n = 0)
+    if scope.image_arn is None:
+        return Counts(_counts(pipeline), None)
+    return Counts(_counts(pipeline), _counts(image), worst)
+
+
+def _known(severity: Any) -> str:
+    """A severity this operator counts; anything else is untriaged, as ``summarize`` reads it."""
+    return str(severity) if str(severity) in _RANK else "UNTRIAGED"
+
+
+def _counts(by_severity: dict[str, int]) -> m.SeverityCounts:
+    return m.SeverityCounts(
+        **{field: by_severity[severity] for field, severity in zip(SEVERITY_FIELDS, SEVERITIES, strict=True)},
+        total=sum(by_severity.values()),
     )
-    return pipeline, image
 
 
 def needed_severities(counts: m.SeverityCounts, n: int) -> list[str]:
@@ -267,8 +371,9 @@ def refresh_top(scope: Scope, counts: m.SeverityCounts, buckets: AccountBuckets)
         pool = [
             entry
             for severity in needed
-            for entry in buckets.bucket(scope.client, scope.region, severity, scope.max_age, scope.top_n)
-            .worst_of(image_arn)
+            for entry in buckets.bucket(
+                scope.client, scope.region, severity, scope.max_age, scope.top_n, scope.settled_at,
+            ).worst_of(image_arn)
         ]
         return [m.Finding.model_validate_json(data) for _, data in heapq.nsmallest(scope.top_n, pool)]
     return top(_image_findings(scope, counts, needed), scope.top_n)
@@ -282,7 +387,7 @@ def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets, per_
     for severity in needed:
         if severity not in _AGGREGATED:
             return math.inf  # small buckets keep no findings; LOW's account-wide size is unknown
-        if buckets.cached(scope.region, severity, scope.max_age, scope.top_n) is not None:
+        if buckets.cached(scope.region, severity, scope.max_age, scope.top_n, scope.settled_at) is not None:
             continue
         if account is None:
             account = buckets.account_counts(scope.client, scope.region, scope.max_age)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -284,8 +285,10 @@ def _refresh_findings(
         new_run: bool,
         now: Callable[[], str],
 ) -> m.FindingsStatus:
+    started = buckets.now()
     previous = request.previous.findings
     latest = previous.latest_image if previous else None
+    reread = latest is None or new_run or latest.scan_state in TRANSIENT_SCAN_STATES
     if latest is None or new_run:
         latest = _latest_image(client, registry, target.arn)
     elif latest.scan_state in TRANSIENT_SCAN_STATES:
@@ -294,14 +297,28 @@ def _refresh_findings(
         client=client, region=target.region, pipeline_arn=target.arn,
         image_arn=latest.arn if latest else None, top_n=request.spec.findings.top,
         max_age=request.spec.refresh_seconds,
+        settled_at=_settled_at(started, previous, latest, reread),
     )
-    pipeline_counts, image_counts = findings.refresh_counts(scope, buckets)
-    if latest is not None and image_counts is not None:
-        latest = latest.model_copy(update={"severity_counts": image_counts})
-    top = _reuse_top(previous, latest, request.spec.findings.top)
+    counts = findings.refresh_counts(scope, buckets)
+    if latest is not None and counts.image is not None:
+        latest = latest.model_copy(update={"severity_counts": counts.image})
+    top = counts.top if counts.top is not None else _reuse_top(previous, latest, request.spec.findings.top)
     if top is None:
-        top = findings.refresh_top(scope, image_counts or m.SeverityCounts(), buckets)
-    return m.FindingsStatus(last_refreshed=now(), severity_counts=pipeline_counts, latest_image=latest, top=top)
+        top = findings.refresh_top(scope, counts.image or m.SeverityCounts(), buckets)
+    return m.FindingsStatus(last_refreshed=now(), severity_counts=counts.pipeline, latest_image=latest, top=top)
+
+
+def _settled_at(started: float, previous: m.FindingsStatus | None, latest: m.LatestImage | None,
+                reread: bool) -> float:
+    """Since when the latest build's findings have been complete, at the latest. A build seen for the first
+    time, or still being scanned, only as of this refresh: a list fetched before may lack some of them (AWS's
+    dateCreated is when the build started, long before its scan ends). A build an earlier status already
+    described with its scan finished: as of that status (rounded up, status keeps whole seconds)."""
+    unsettled = latest is None or latest.scan_state in TRANSIENT_SCAN_STATES
+    if reread or unsettled or previous is None or previous.last_refreshed is None:
+        return started
+    written = datetime.datetime.fromisoformat(previous.last_refreshed.replace("Z", "+00:00"))
+    return written.timestamp() + 1.0
 
 
 def _reuse_top(previous: m.FindingsStatus | None, latest: m.LatestImage | None, n: int) -> list[m.Finding] | None:
