@@ -3,6 +3,7 @@ own pages (stopping early) when they are not — and gets the same answer either
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 
@@ -67,3 +68,20 @@ def test_many_pipelines_share_the_account_lists(emu: server.Emulator) -> None:
     # (pages of 25 or 100 findings, as the installed botocore's model says).
     per_page = aws_findings.page_size(_client(emu))
     assert emu.calls["ListImageScanFindings"] <= math.ceil(90 / per_page) + math.ceil(300 / per_page) < 30
+
+
+def test_a_build_newer_than_the_shared_lists_is_counted_from_the_fewer_pages(emu: server.Emulator) -> None:
+    for i in range(40):  # the account's small lists: 400 findings each, several pages
+        emu.world.add_pipeline(name=f"noisy{i}", findings={"INFORMATIONAL": 10, "UNTRIAGED": 10})
+    arn = emu.world.add_pipeline(name="web", findings={"HIGH": 2, "LOW": 5, "INFORMATIONAL": 1, "UNTRIAGED": 1})
+    buckets = findings.AccountBuckets()
+    findings.refresh_counts(_scope(emu, arn, top_n=50), buckets)  # reads the shared lists
+    image = emu.world.add_image(arn, findings={"CRITICAL": 2, "HIGH": 1, "MEDIUM": 2, "LOW": 3,
+                                               "INFORMATIONAL": 4, "UNTRIAGED": 3})
+    emu.reset_calls()
+    scope = dataclasses.replace(_scope(emu, arn, top_n=50), settled_at=buckets.now())
+    counts = findings.refresh_counts(scope, buckets)
+    aws = emu.world.severity_counts(image_arn=image)
+    assert counts.image == m.SeverityCounts(**{s.lower(): n for s, n in aws.items()}, total=sum(aws.values()))
+    assert [f.vulnerability_id for f in counts.top or []] == _expected(emu, image, 50)
+    assert emu.calls["ListImageScanFindings"] == 1  # the pipeline's 24 findings, not 400 + 400 shared ones

@@ -7,7 +7,7 @@ with the imagescan.io/reconcile-requested-at annotation, as a user would.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import kubernetes.client
 
@@ -83,8 +83,8 @@ def test_a_new_build_in_one_pipeline_leaves_the_others_exact(
 
 
 def _policy_status(api: kubernetes.client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
-    return dict(api.get_namespaced_custom_object(GROUP, VERSION, namespace, "findingspolicies", name)
-                .get("status") or {})
+    obj = cast(dict[str, Any], api.get_namespaced_custom_object(GROUP, VERSION, namespace, "findingspolicies", name))
+    return dict(obj.get("status") or {})
 
 
 def test_a_threshold_on_informational_judges_the_new_build(
