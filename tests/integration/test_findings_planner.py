@@ -31,7 +31,7 @@ def _client(emu: server.Emulator):  # type: ignore[no-untyped-def]
 def _scope(emu: server.Emulator, pipeline_arn: str, top_n: int) -> findings.Scope:
     image = emu.world.image_arns(pipeline_arn)[-1]
     return findings.Scope(client=_client(emu), region="us-east-1", pipeline_arn=pipeline_arn, image_arn=image,
-                          top_n=top_n, max_age=600)
+                          top_n=top_n, max_age=600, settled_at=-math.inf, others_settled_at=-math.inf)
 
 
 def _expected(emu: server.Emulator, image_arn: str, n: int) -> list[str]:
@@ -70,18 +70,28 @@ def test_many_pipelines_share_the_account_lists(emu: server.Emulator) -> None:
     assert emu.calls["ListImageScanFindings"] <= math.ceil(90 / per_page) + math.ceil(300 / per_page) < 30
 
 
-def test_a_build_newer_than_the_shared_lists_is_counted_from_the_fewer_pages(emu: server.Emulator) -> None:
+@pytest.mark.parametrize(("others_described", "listed"), [(True, 15), (False, 39)])
+def test_a_build_newer_than_the_shared_lists_is_counted_from_the_fewest_pages(
+        emu: server.Emulator, others_described: bool, listed: int) -> None:
     for i in range(40):  # the account's small lists: 400 findings each, several pages
         emu.world.add_pipeline(name=f"noisy{i}", findings={"INFORMATIONAL": 10, "UNTRIAGED": 10})
-    arn = emu.world.add_pipeline(name="web", findings={"HIGH": 2, "LOW": 5, "INFORMATIONAL": 1, "UNTRIAGED": 1})
+    arn = emu.world.add_pipeline(name="web", findings={"HIGH": 2, "LOW": 17, "INFORMATIONAL": 4, "UNTRIAGED": 1})
     buckets = findings.AccountBuckets()
     findings.refresh_counts(_scope(emu, arn, top_n=50), buckets)  # reads the shared lists
     image = emu.world.add_image(arn, findings={"CRITICAL": 2, "HIGH": 1, "MEDIUM": 2, "LOW": 3,
                                                "INFORMATIONAL": 4, "UNTRIAGED": 3})
     emu.reset_calls()
-    scope = dataclasses.replace(_scope(emu, arn, top_n=50), settled_at=buckets.now())
+    now = buckets.now()
+    scope = dataclasses.replace(_scope(emu, arn, top_n=50), settled_at=now,
+                                others_settled_at=-math.inf if others_described else now)
     counts = findings.refresh_counts(scope, buckets)
-    aws = emu.world.severity_counts(image_arn=image)
-    assert counts.image == m.SeverityCounts(**{s.lower(): n for s, n in aws.items()}, total=sum(aws.values()))
+    assert counts.image == _six(emu.world.severity_counts(image_arn=image))
+    assert counts.pipeline == _six(emu.world.severity_counts(pipeline_arn=arn))
     assert [f.vulnerability_id for f in counts.top or []] == _expected(emu, image, 50)
-    assert emu.calls["ListImageScanFindings"] == 1  # the pipeline's 24 findings, not 400 + 400 shared ones
+    # The new build's 15 findings when the shared lists still describe the older build, else the pipeline's 39:
+    # not the 400 + 400 of the shared lists.
+    assert emu.calls["ListImageScanFindings"] == math.ceil(listed / aws_findings.page_size(_client(emu)))
+
+
+def _six(aws: dict[str, int]) -> m.SeverityCounts:
+    return m.SeverityCounts(**{severity.lower(): n for severity, n in aws.items()}, total=sum(aws.values()))

@@ -77,9 +77,11 @@ def account(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Account:
     return fake
 
 
-def _scope(image: str, settled_at: float, top_n: int = 50, max_age: float = 3600) -> findings.Scope:
+def _scope(image: str, settled_at: float, top_n: int = 50, others_settled_at: float | None = None) -> findings.Scope:
+    """By default the other builds are as new as the latest (the shared lists may describe none of them)."""
     return findings.Scope(client=None, region=REGION, pipeline_arn=PIPELINE, image_arn=image, top_n=top_n,
-                          max_age=max_age, settled_at=settled_at)
+                          max_age=3600, settled_at=settled_at,
+                          others_settled_at=settled_at if others_settled_at is None else others_settled_at)
 
 
 def _six(counts: dict[str, int]) -> m.SeverityCounts:
@@ -176,14 +178,48 @@ def test_top_n_zero_still_counts_every_page(account: Account, clock: Clock) -> N
     assert account.pages == {"imagePipelineArn": 1}
 
 
+def test_a_new_build_alone_is_listed_when_the_lists_still_describe_the_older_ones(
+        account: Account, clock: Clock) -> None:
+    account.build(OLD, {"HIGH": 30, "LOW": 5, "INFORMATIONAL": 2, "UNTRIAGED": 1})
+    buckets = findings.AccountBuckets(clock)
+    described = clock.now
+    findings.refresh_counts(_scope(OLD, described), buckets)
+    clock.now += 60
+    new_build = {"HIGH": 1, "LOW": 3, "INFORMATIONAL": 4, "UNTRIAGED": 3}
+    account.build(NEW, new_build)
+    account.pages.clear()
+
+    counts = findings.refresh_counts(_scope(NEW, clock.now, others_settled_at=described), buckets)
+
+    assert counts.image == _six(new_build)
+    assert counts.pipeline == _six({"HIGH": 31, "LOW": 8, "INFORMATIONAL": 6, "UNTRIAGED": 4})
+    assert counts.top is not None and len(counts.top) == 11
+    assert account.pages == {"imageBuildVersionArn": 2}  # 11 findings, not the pipeline's 49 (5 pages)
+
+
 def _latest(arn: str, scan_state: str = "COMPLETED") -> m.LatestImage:
     return m.LatestImage(arn=arn, scan_state=scan_state)
 
 
-def test_a_build_is_settled_as_of_the_status_that_described_it_finished() -> None:
-    previous = m.FindingsStatus(last_refreshed="2026-11-29T10:00:00Z", latest_image=_latest(OLD))
+def test_builds_are_settled_as_of_the_status_that_described_them_finished() -> None:
     written = datetime.datetime(2026, 11, 29, 10, tzinfo=datetime.UTC).timestamp()
-    assert pipeline._settled_at(2e9, previous, _latest(OLD), reread=False) == written + 1  # whole seconds
-    assert pipeline._settled_at(2e9, previous, _latest(NEW), reread=True) == 2e9  # first seen: as of now
-    assert pipeline._settled_at(2e9, previous, _latest(OLD, "SCANNING"), reread=True) == 2e9
-    assert pipeline._settled_at(2e9, None, _latest(OLD), reread=False) == 2e9
+    previous = m.FindingsStatus(last_refreshed="2026-11-29T10:00:00Z", latest_image=_latest(OLD))
+    assert pipeline._settled_by(previous, None) == written + 1  # status keeps whole seconds: round up
+    assert pipeline._settled_by(previous, written - 600) == written - 600  # known earlier in this process
+    scanning = previous.model_copy(update={"latest_image": _latest(OLD, "SCANNING")})
+    assert pipeline._settled_by(scanning, None) is None
+    assert pipeline._settled_by(None, None) is None
+    assert pipeline._same_settled_build(_latest(OLD), _latest(OLD))
+    assert not pipeline._same_settled_build(_latest(OLD), _latest(NEW))  # first seen: only as of now
+    assert not pipeline._same_settled_build(_latest(OLD, "SCANNING"), _latest(OLD, "COLLECTING"))
+    assert not pipeline._same_settled_build(None, _latest(OLD))
+
+
+def test_describing_a_build_again_does_not_make_it_newer(clock: Clock) -> None:
+    buckets = findings.AccountBuckets(clock)
+    buckets.note_settled(PIPELINE, OLD, 100.0)
+    buckets.note_settled(PIPELINE, OLD, 200.0)  # a later refresh of the same builds
+    assert buckets.settled(PIPELINE, OLD) == 100.0
+    assert buckets.settled(PIPELINE, NEW) is None  # a build this process has not seen settle
+    buckets.note_settled(PIPELINE, NEW, 300.0)
+    assert buckets.settled(PIPELINE, NEW) == 300.0 and buckets.settled(PIPELINE, OLD) is None

@@ -32,6 +32,7 @@ SEVERITY_FIELDS = tuple(severity.lower() for severity in SEVERITIES)  # as Sever
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 _SMALL_BUCKETS = ("UNTRIAGED", "INFORMATIONAL")
 _AGGREGATED = ("CRITICAL", "HIGH", "MEDIUM")
+_PREFERENCE = ("image", "pipeline", "shared")  # among equal costs: the own listings give the top list too
 REMEDIATION_TEXT_LIMIT = 200
 NVD_URL = "https://nvd.nist.gov/vuln/detail/{}"
 
@@ -166,6 +167,7 @@ class AccountBuckets:
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._account_counts: dict[str, tuple[float, dict[str, int]]] = {}
         self._pipelines: dict[str, set[str]] = {}
+        self._settled: dict[str, tuple[str, float]] = {}  # pipeline ARN -> (latest build, all settled by)
 
     def note_pipeline(self, region: str, pipeline_arn: str) -> int:
         """Remember a pipeline that reads from this region's lists; returns how many do."""
@@ -176,6 +178,20 @@ class AccountBuckets:
 
     def now(self) -> float:
         return self._clock()
+
+    def settled(self, pipeline_arn: str, image_arn: str) -> float | None:
+        """When every build of the pipeline up to ``image_arn`` had all its findings, if this process knows."""
+        with self._lock:
+            known = self._settled.get(pipeline_arn)
+        return known[1] if known is not None and known[0] == image_arn else None
+
+    def note_settled(self, pipeline_arn: str, image_arn: str, at: float) -> None:
+        """Remember how early the builds up to ``image_arn`` were known complete, so that describing them
+        again (which only a status timestamp would record) does not make them look newer than the lists."""
+        with self._lock:
+            known = self._settled.get(pipeline_arn)
+            if known is None or known[0] != image_arn or at < known[1]:
+                self._settled[pipeline_arn] = (image_arn, at)
 
     def current(self, region: str, severity: str, max_age: float) -> Bucket | None:
         """The bucket if it is young enough, whichever builds it describes."""
@@ -242,7 +258,8 @@ class AccountBuckets:
 @dataclasses.dataclass(frozen=True)
 class Scope:
     """What a refresh works on. ``settled_at`` (the cache's clock) is when the latest build's findings were
-    last known to be still changing: a shared list fetched before then does not describe it."""
+    last known to be still changing, ``others_settled_at`` the same for every other build of the pipeline: a
+    shared list fetched before then does not describe them."""
 
     client: Any
     region: str
@@ -250,7 +267,8 @@ class Scope:
     image_arn: str | None
     top_n: int
     max_age: float
-    settled_at: float = -math.inf
+    settled_at: float
+    others_settled_at: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,46 +282,52 @@ class Counts:
 
 
 def refresh_counts(scope: Scope, buckets: AccountBuckets) -> Counts:
-    """Six-level counts for the pipeline and for its latest image, each from data newer than the latest build.
+    """Six-level counts for the pipeline and for its latest image, each from data newer than its builds.
 
-    The pipeline's counts include the latest build, so one rule covers both: the small lists are read only
-    if they were fetched after ``settled_at``; otherwise refresh them or list the pipeline's own findings,
-    whichever is fewer pages.
+    The small lists are read for a build only if they were fetched after it settled. When they are young but
+    older than the latest build, the cheapest of: refresh them; list the latest build's own findings (if the
+    lists still describe every other build of the pipeline); list the pipeline's own findings.
     """
-    pipeline_aggregated = aws_findings.severity_counts(scope.client, "imagePipelineArn", scope.pipeline_arn)
-    image_aggregated = None
-    if scope.image_arn is not None:
-        image_aggregated = aws_findings.severity_counts(scope.client, "imageBuildVersionArn", scope.image_arn)
-    if _own_listing_is_cheaper(scope, buckets, pipeline_aggregated):
-        return _count_own(scope)
-
-    def small(severity: str) -> Bucket:
-        return buckets.bucket(scope.client, scope.region, severity, scope.max_age, settled_at=scope.settled_at)
-
-    pipeline = six_levels(pipeline_aggregated, lambda s: small(s).per_pipeline.get(scope.pipeline_arn, 0))
-    if scope.image_arn is None or image_aggregated is None:
-        return Counts(pipeline, None)
-    image_arn = scope.image_arn
-    return Counts(pipeline, six_levels(image_aggregated, lambda s: small(s).image_count(image_arn)))
+    aggregated = _Aggregated(
+        aws_findings.severity_counts(scope.client, "imagePipelineArn", scope.pipeline_arn),
+        aws_findings.severity_counts(scope.client, "imageBuildVersionArn", scope.image_arn)
+        if scope.image_arn is not None else None,
+    )
+    source = _cheapest_source(scope, buckets, aggregated)
+    if source == "pipeline":
+        listing = _list_own(scope, "imagePipelineArn", scope.pipeline_arn)
+        return Counts(_counts(listing.pipeline), listing.image_counts(scope), listing.image_top(scope))
+    if source == "image" and scope.image_arn is not None:
+        return _count_latest_own(scope, buckets, aggregated.pipeline, scope.image_arn)
+    return _count_shared(scope, buckets, aggregated)
 
 
-def _own_listing_is_cheaper(scope: Scope, buckets: AccountBuckets, pipeline_aggregated: dict[str, int]) -> bool:
-    """Only a young list that predates the latest build is a choice: a missing or expired one is fetched
-    anyway (then it is newer than the build) and shared with every pipeline, as before. Ties go to the own
-    listing, which also gives the top list. The refreshed lists are not amortised over the sharing
-    pipelines: the refresh happens for this build, the others' builds are already in the old lists."""
-    if _rest(pipeline_aggregated) == 0:
-        return False  # nothing below medium: the small lists are not read at all
-    stale = [
-        bucket for severity in _SMALL_BUCKETS
-        if (bucket := buckets.current(scope.region, severity, scope.max_age)) is not None
-        and not bucket.serves(scope.settled_at)
-    ]
+@dataclasses.dataclass(frozen=True)
+class _Aggregated:
+    pipeline: dict[str, int]
+    image: dict[str, int] | None
+
+
+def _cheapest_source(scope: Scope, buckets: AccountBuckets, aggregated: _Aggregated) -> str:
+    """"shared", "image" or "pipeline", by pages. Only a young list that predates the latest build is a
+    choice: a missing or expired one is fetched anyway (then it is newer than every build) and shared with
+    every pipeline, as before. The refreshed lists are not amortised over the sharing pipelines: the refresh
+    happens for this build, the others' builds are already in the old lists."""
+    if _rest(aggregated.pipeline) == 0:
+        return "shared"  # nothing below medium: the small lists are not read at all
+    current = [bucket for severity in _SMALL_BUCKETS
+               if (bucket := buckets.current(scope.region, severity, scope.max_age)) is not None]
+    stale = [bucket for bucket in current if not bucket.serves(scope.settled_at)]
     if not stale:
-        return False
+        return "shared"
     per_page = aws_findings.page_size(scope.client)
-    own = max(1, math.ceil(pipeline_aggregated["all"] / per_page))
-    return own <= sum(bucket.pages(per_page) for bucket in stale)
+    costs = {
+        "shared": sum(bucket.pages(per_page) for bucket in stale),
+        "pipeline": max(1, math.ceil(aggregated.pipeline["all"] / per_page)),
+    }
+    if aggregated.image is not None and all(bucket.serves(scope.others_settled_at) for bucket in current):
+        costs["image"] = max(1, math.ceil(aggregated.image["all"] / per_page))
+    return min((source for source in _PREFERENCE if source in costs), key=costs.__getitem__)
 
 
 def _rest(aggregated: dict[str, int]) -> int:
@@ -311,26 +335,64 @@ def _rest(aggregated: dict[str, int]) -> int:
     return aggregated["all"] - aggregated["critical"] - aggregated["high"] - aggregated["medium"]
 
 
-def _count_own(scope: Scope) -> Counts:
-    """Every finding of the pipeline, one listing: six counts for it and for the latest image, and the image's
-    top list, all from the same pages."""
-    pipeline = dict.fromkeys(SEVERITIES, 0)
+def _count_shared(scope: Scope, buckets: AccountBuckets, aggregated: _Aggregated) -> Counts:
+    """Counts from the aggregations and the small lists, refreshed if they predate the latest build."""
+    def small(severity: str) -> Bucket:
+        return buckets.bucket(scope.client, scope.region, severity, scope.max_age, settled_at=scope.settled_at)
+
+    pipeline = six_levels(aggregated.pipeline, lambda s: small(s).per_pipeline.get(scope.pipeline_arn, 0))
+    if scope.image_arn is None or aggregated.image is None:
+        return Counts(pipeline, None)
+    image_arn = scope.image_arn
+    return Counts(pipeline, six_levels(aggregated.image, lambda s: small(s).image_count(image_arn)))
+
+
+def _count_latest_own(scope: Scope, buckets: AccountBuckets, aggregated: dict[str, int], image_arn: str) -> Counts:
+    """The latest build from its own listing; the pipeline from the small lists, which describe every other
+    build, with whatever they hold of the latest build replaced by its own listing."""
+    listing = _list_own(scope, "imageBuildVersionArn", image_arn)
+
+    def pipeline_small(severity: str) -> int:
+        bucket = buckets.bucket(scope.client, scope.region, severity, scope.max_age,
+                                settled_at=scope.others_settled_at)
+        others = bucket.per_pipeline.get(scope.pipeline_arn, 0) - bucket.image_count(image_arn)
+        return max(0, others) + listing.image[severity]
+
+    return Counts(six_levels(aggregated, pipeline_small), _counts(listing.image), listing.top)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Listing:
+    """Counts by severity of everything listed and of the latest image within it, and that image's top."""
+
+    pipeline: dict[str, int]
+    image: dict[str, int]
+    top: list[m.Finding]
+
+    def image_counts(self, scope: Scope) -> m.SeverityCounts | None:
+        return _counts(self.image) if scope.image_arn is not None else None
+
+    def image_top(self, scope: Scope) -> list[m.Finding] | None:
+        return self.top if scope.image_arn is not None else None
+
+
+def _list_own(scope: Scope, filter_name: str, value: str) -> _Listing:
+    """One listing, drained: every count and the top list come from the same pages."""
+    listed = dict.fromkeys(SEVERITIES, 0)
     image = dict.fromkeys(SEVERITIES, 0)
 
     def image_findings() -> Iterable[m.Finding]:
-        for raw in aws_findings.iter_findings(scope.client, "imagePipelineArn", scope.pipeline_arn):
+        for raw in aws_findings.iter_findings(scope.client, filter_name, value):
             severity = _known(raw.get("severity"))
-            pipeline[severity] += 1
+            listed[severity] += 1
             if scope.image_arn is not None and raw.get("imageBuildVersionArn") == scope.image_arn:
                 image[severity] += 1
                 yield summarize(raw)
 
-    listing = image_findings()
-    worst = top(listing, scope.top_n)
-    collections.deque(listing, maxlen=0)  # the counts need every page, whatever ``top`` left unread (n = 0)
-    if scope.image_arn is None:
-        return Counts(_counts(pipeline), None)
-    return Counts(_counts(pipeline), _counts(image), worst)
+    found = image_findings()
+    worst = top(found, scope.top_n)
+    collections.deque(found, maxlen=0)  # the counts need every page, whatever ``top`` left unread (n = 0)
+    return _Listing(listed, image, worst)
 
 
 def _known(severity: Any) -> str:

@@ -287,19 +287,16 @@ def _refresh_findings(
 ) -> m.FindingsStatus:
     started = buckets.now()
     previous = request.previous.findings
-    latest = previous.latest_image if previous else None
-    reread = latest is None or new_run or latest.scan_state in TRANSIENT_SCAN_STATES
+    described = previous.latest_image if previous else None
+    latest, unseen = described, 0
     if latest is None or new_run:
-        latest = _latest_image(client, registry, target.arn)
+        latest, unseen = _latest_image(client, registry, target.arn, described)
     elif latest.scan_state in TRANSIENT_SCAN_STATES:
         latest = _image_details(client, registry, latest.arn)
-    scope = findings.Scope(
-        client=client, region=target.region, pipeline_arn=target.arn,
-        image_arn=latest.arn if latest else None, top_n=request.spec.findings.top,
-        max_age=request.spec.refresh_seconds,
-        settled_at=_settled_at(started, previous, latest, reread),
-    )
+    scope = _scope(client, buckets, request, target, latest, unseen, started)
     counts = findings.refresh_counts(scope, buckets)
+    if latest is not None and not _scanning(latest):
+        buckets.note_settled(target.arn, latest.arn, max(scope.settled_at, scope.others_settled_at))
     if latest is not None and counts.image is not None:
         latest = latest.model_copy(update={"severity_counts": counts.image})
     top = counts.top if counts.top is not None else _reuse_top(previous, latest, request.spec.findings.top)
@@ -308,17 +305,45 @@ def _refresh_findings(
     return m.FindingsStatus(last_refreshed=now(), severity_counts=counts.pipeline, latest_image=latest, top=top)
 
 
-def _settled_at(started: float, previous: m.FindingsStatus | None, latest: m.LatestImage | None,
-                reread: bool) -> float:
-    """Since when the latest build's findings have been complete, at the latest. A build seen for the first
-    time, or still being scanned, only as of this refresh: a list fetched before may lack some of them (AWS's
-    dateCreated is when the build started, long before its scan ends). A build an earlier status already
-    described with its scan finished: as of that status (rounded up, status keeps whole seconds)."""
-    unsettled = latest is None or latest.scan_state in TRANSIENT_SCAN_STATES
-    if reread or unsettled or previous is None or previous.last_refreshed is None:
-        return started
+def _scope(client: Any, buckets: findings.AccountBuckets, request: Request, target: Target,
+           latest: m.LatestImage | None, unseen: int, started: float) -> findings.Scope:
+    """What the refresh reads, with when its builds had settled: the latest build as known before if it is the
+    one described and its scan had finished, else only as of now; the others as known before unless builds
+    other than the latest appeared since."""
+    previous = request.previous.findings
+    described = previous.latest_image if previous else None
+    settled = _settled_by(previous, buckets.settled(target.arn, described.arn) if described else None)
+    same = _same_settled_build(described, latest)
+    unseen_others = unseen - (0 if same else 1)
+    return findings.Scope(
+        client=client, region=target.region, pipeline_arn=target.arn,
+        image_arn=latest.arn if latest else None, top_n=request.spec.findings.top,
+        max_age=request.spec.refresh_seconds,
+        settled_at=settled if settled is not None and same else started,
+        others_settled_at=settled if settled is not None and unseen_others <= 0 else started,
+    )
+
+
+def _settled_by(previous: m.FindingsStatus | None, remembered: float | None) -> float | None:
+    """When every build the previous status described had all its findings, on the shared lists' clock: as
+    this process remembers it, else when the status was written (rounded up: status keeps whole seconds),
+    if its latest build's scan had finished; None if unknown. A build first seen now, or still being
+    scanned, settled at best when this refresh started: AWS's dateCreated is when the build started, long
+    before its scan ends."""
+    if previous is None or previous.last_refreshed is None or _scanning(previous.latest_image):
+        return None
+    if remembered is not None:
+        return remembered
     written = datetime.datetime.fromisoformat(previous.last_refreshed.replace("Z", "+00:00"))
     return written.timestamp() + 1.0
+
+
+def _same_settled_build(described: m.LatestImage | None, latest: m.LatestImage | None) -> bool:
+    return described is not None and latest is not None and described.arn == latest.arn and not _scanning(latest)
+
+
+def _scanning(image: m.LatestImage | None) -> bool:
+    return image is not None and image.scan_state in TRANSIENT_SCAN_STATES
 
 
 def _reuse_top(previous: m.FindingsStatus | None, latest: m.LatestImage | None, n: int) -> list[m.Finding] | None:
@@ -333,14 +358,22 @@ def _reuse_top(previous: m.FindingsStatus | None, latest: m.LatestImage | None, 
     return list(previous.top) if same else None
 
 
-def _latest_image(client: Any, registry: Any | None, pipeline_arn: str) -> m.LatestImage | None:
-    """The newest available build (or newest of any state if none is available yet)."""
+def _latest_image(client: Any, registry: Any | None, pipeline_arn: str,
+                  described: m.LatestImage | None) -> tuple[m.LatestImage | None, int]:
+    """The newest available build (or newest of any state if none is available yet), and how many builds
+    are newer than the one ``described`` (all of them if none was)."""
     images = aws_findings.pipeline_images(client, pipeline_arn)
     if not images:
-        return None
+        return None, 0
     available = [i for i in images if (i.get("state") or {}).get("status") == "AVAILABLE"]
-    newest = max(available or images, key=lambda i: str(i.get("dateCreated") or ""))
-    return _image_details(client, registry, str(newest["arn"]))
+    newest = max(available or images, key=_created)
+    since = (described.date_created or "") if described else None
+    unseen = len(images) if since is None else sum(1 for i in images if _created(i) > since)
+    return _image_details(client, registry, str(newest["arn"])), unseen
+
+
+def _created(image: dict[str, Any]) -> str:
+    return str(image.get("dateCreated") or "")
 
 
 def _image_details(client: Any, registry: Any | None, image_arn: str) -> m.LatestImage:
