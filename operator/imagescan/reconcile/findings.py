@@ -9,8 +9,9 @@ lists, whichever costs fewer pages — a shared list's pages counted once for al
 which at scale also saves parsing the same findings hundreds of times.
 
 A shared list describes only the builds whose findings were complete when it was fetched: a build newer than
-the list (``Scope.settled_at``) is never read from it. Its counts then come either from refreshing the stale
-lists or from listing the pipeline's own findings (which gives its top list too), whichever costs fewer pages.
+the list (``Scope.settled_at``) is never read from it. Its counts then come from refreshing the stale lists,
+from listing that build's own findings (when the lists still describe the pipeline's other builds), or from
+listing the whole pipeline's, whichever costs fewer pages; an own listing gives the top list too.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def top(findings: Iterable[m.Finding], n: int) -> list[m.Finding]:
 def six_levels(aggregated: dict[str, int], small_bucket_count: Callable[[str], int]) -> m.SeverityCounts:
     """All six levels from the aggregation counts; the small buckets are looked up only when some
     findings are below medium."""
-    rest = aggregated["all"] - aggregated["critical"] - aggregated["high"] - aggregated["medium"]
+    rest = _rest(aggregated)
     untriaged = informational = 0
     if rest > 0:
         untriaged = small_bucket_count("UNTRIAGED")
@@ -257,9 +258,9 @@ class AccountBuckets:
 
 @dataclasses.dataclass(frozen=True)
 class Scope:
-    """What a refresh works on. ``settled_at`` (the cache's clock) is when the latest build's findings were
-    last known to be still changing, ``others_settled_at`` the same for every other build of the pipeline: a
-    shared list fetched before then does not describe them."""
+    """What a refresh works on. ``settled_at`` (the cache's clock): by when the latest build's findings are
+    known to have been complete; ``others_settled_at`` the same for every other build of the pipeline. A
+    shared list fetched before then may lack some of them."""
 
     client: Any
     region: str
@@ -269,6 +270,11 @@ class Scope:
     max_age: float
     settled_at: float
     others_settled_at: float
+
+    @property
+    def all_settled_at(self) -> float:
+        """By when every build of the pipeline had all its findings."""
+        return max(self.settled_at, self.others_settled_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,7 +323,7 @@ def _cheapest_source(scope: Scope, buckets: AccountBuckets, aggregated: _Aggrega
         return "shared"  # nothing below medium: the small lists are not read at all
     current = [bucket for severity in _SMALL_BUCKETS
                if (bucket := buckets.current(scope.region, severity, scope.max_age)) is not None]
-    stale = [bucket for bucket in current if not bucket.serves(scope.settled_at)]
+    stale = [bucket for bucket in current if not bucket.serves(scope.all_settled_at)]
     if not stale:
         return "shared"
     per_page = aws_findings.page_size(scope.client)
@@ -336,9 +342,9 @@ def _rest(aggregated: dict[str, int]) -> int:
 
 
 def _count_shared(scope: Scope, buckets: AccountBuckets, aggregated: _Aggregated) -> Counts:
-    """Counts from the aggregations and the small lists, refreshed if they predate the latest build."""
+    """Counts from the aggregations and the small lists, refreshed if they predate any build."""
     def small(severity: str) -> Bucket:
-        return buckets.bucket(scope.client, scope.region, severity, scope.max_age, settled_at=scope.settled_at)
+        return buckets.bucket(scope.client, scope.region, severity, scope.max_age, settled_at=scope.all_settled_at)
 
     pipeline = six_levels(aggregated.pipeline, lambda s: small(s).per_pipeline.get(scope.pipeline_arn, 0))
     if scope.image_arn is None or aggregated.image is None:

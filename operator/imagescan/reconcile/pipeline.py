@@ -296,7 +296,7 @@ def _refresh_findings(
     scope = _scope(client, buckets, request, target, latest, unseen, started)
     counts = findings.refresh_counts(scope, buckets)
     if latest is not None and not _scanning(latest):
-        buckets.note_settled(target.arn, latest.arn, max(scope.settled_at, scope.others_settled_at))
+        buckets.note_settled(target.arn, latest.arn, scope.all_settled_at)
     if latest is not None and counts.image is not None:
         latest = latest.model_copy(update={"severity_counts": counts.image})
     top = counts.top if counts.top is not None else _reuse_top(previous, latest, request.spec.findings.top)
