@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from imagescan.apiserver import server as embedded
 from imagescan.aws import clients as aws_clients
 from imagescan.emulator import server as emulator_server
 from imagescan.handlers import runtime
+from tests.integration.harness import wait_for
 from tests.support import controlplane, fixtures
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "bad"
@@ -119,12 +119,12 @@ def test_real_server_refuses(case: Case, bad_cluster: fixtures.Cluster) -> None:
 def test_operator_refuses(case: Case, bad_cluster: fixtures.Cluster, bad_operator: runner.InThread) -> None:
     status, body = bad_cluster.plane.http("POST", _collection(case.plural, bad_cluster.namespace), case.manifest)
     assert status == 201, f"{case.name}: the schema should have let it through: {status} {body}"
-    stalled = _wait(lambda: _condition(bad_cluster, case, "Stalled"), f"{case.name}: Stalled")
+    stalled = wait_for(lambda: _condition(bad_cluster, case, "Stalled"), timeout=30, what=f"{case.name}: Stalled")
     assert stalled["status"] == "True" and stalled["reason"] == case.expected["reason"], stalled
     assert case.expected["messageContains"] in stalled["message"], stalled["message"]
     ready = _condition(bad_cluster, case, "Ready")
     assert ready is not None and ready["status"] == "False" and ready["reason"] == case.expected["reason"]
-    event = _wait(lambda: _warning(bad_cluster, case), f"{case.name}: Warning Event")
+    event = wait_for(lambda: _warning(bad_cluster, case), timeout=30, what=f"{case.name}: Warning Event")
     assert case.expected["messageContains"] in event["message"], event["message"]
     assert "Traceback" not in stalled["message"]
 
@@ -144,7 +144,7 @@ def test_huge_reconcile_annotation_is_echoed_as_a_hash(bad_cluster: fixtures.Clu
     def echoed() -> dict[str, Any] | None:
         obj = bad_cluster.get(GROUP, VERSION, "imagepipelines", bad_cluster.namespace, "huge-annotation") or {}
         return obj.get("status") if (obj.get("status") or {}).get("lastHandledReconcileAt") else None
-    written = _wait(echoed, "status.lastHandledReconcileAt")
+    written = wait_for(echoed, timeout=30, what="status.lastHandledReconcileAt")
     assert written["lastHandledReconcileAt"].startswith("sha256:")
     assert len(written["lastHandledReconcileAt"]) == len("sha256:") + 64
     assert len(json.dumps(written).encode()) <= STATUS_LIMIT
@@ -163,14 +163,6 @@ def _warning(cluster: fixtures.Cluster, case: Case) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def _wait(probe: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- The embedded server ----------------------------------------------------------------------------------------
