@@ -27,8 +27,7 @@ from tests.admission.conftest import AWS_TEST_ENVIRONMENT
 from tests.conftest import ROOT
 from tests.integration import harness
 from tests.integration.harness import wait_for
-from tests.support import controlplane
-from tests.support.fixtures import SKIP_HINT, Cluster, cluster_for
+from tests.support.fixtures import Cluster, cluster_for, own_control_plane
 
 PLURAL = "imagepipelines"
 
@@ -242,12 +241,7 @@ def test_with_namespaces_listed_a_restarted_operator_finishes_a_terminating_name
 def own_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A control plane of this module's own: a cluster-wide operator would take other tests' objects, and
     deleting a CRD deletes every object of it, cluster-wide."""
-    try:
-        plane = controlplane.ControlPlane(controlplane.binaries())
-    except controlplane.NoToolchain as exc:
-        if controlplane.environment_says_required():
-            pytest.fail(f"IMAGESCAN_REQUIRE_CONTROL_PLANE is set and there is no control plane: {exc}")
-        pytest.skip(f"{SKIP_HINT}: {exc}")
+    plane = own_control_plane()
     tmp = tmp_path_factory.mktemp("own-plane")
     with pytest.MonkeyPatch.context() as patch, plane, cluster_for(plane, "cluster-wide", tmp, patch) as seen:
         for name, value in AWS_TEST_ENVIRONMENT.items():

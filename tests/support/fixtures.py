@@ -17,6 +17,7 @@ import pathlib
 import re
 import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 import kubernetes.client
 import kubernetes.config
@@ -54,6 +55,22 @@ _plane: controlplane.ControlPlane | None = None
 _plane_error: str | None = None
 
 
+def _unavailable(why: str) -> NoReturn:
+    """No control plane: a failure where one is required (CI), else a skip saying why."""
+    if controlplane.environment_says_required():
+        pytest.fail(f"IMAGESCAN_REQUIRE_CONTROL_PLANE is set and {why}", pytrace=False)
+    pytest.skip(why)
+
+
+def own_control_plane() -> controlplane.ControlPlane:
+    """A control plane of a module's own (not started), for tests the session's shared one cannot host:
+    cluster-wide listings and operators, CRD deletion."""
+    try:
+        return controlplane.ControlPlane(controlplane.binaries())
+    except controlplane.NoToolchain as exc:
+        _unavailable(f"{SKIP_HINT}: {exc}")
+
+
 def _start_control_plane() -> controlplane.ControlPlane:
     """One control plane per test session, started on first use."""
     global _plane, _plane_error
@@ -67,9 +84,7 @@ def _start_control_plane() -> controlplane.ControlPlane:
             if not controlplane.environment_says_required():
                 raise
     if _plane is None:
-        if controlplane.environment_says_required():
-            pytest.fail(f"IMAGESCAN_REQUIRE_CONTROL_PLANE is set and {_plane_error}", pytrace=False)
-        pytest.skip(str(_plane_error))
+        _unavailable(str(_plane_error))
     return _plane
 
 
@@ -89,11 +104,10 @@ def control_plane() -> Iterator[controlplane.ControlPlane]:
     _plane = None
 
 
-def namespace_for(node: pytest.Item | pytest.FixtureRequest, suffix: str = '') -> str:
+def namespace_for(request: pytest.FixtureRequest, suffix: str = '') -> str:
     """A namespace name of the test's own: readable, unique, at most 63 characters."""
-    name = node.node.name if isinstance(node, pytest.FixtureRequest) else node.name
-    slug = re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:40].strip('-')
-    digest = hashlib.sha1(f"{node.nodeid if isinstance(node, pytest.Item) else node.node.nodeid}{suffix}".encode())
+    slug = re.sub(r'[^a-z0-9]+', '-', request.node.name.lower()).strip('-')[:40].strip('-')
+    digest = hashlib.sha1(f"{request.node.nodeid}{suffix}".encode())
     return f"{slug}-{digest.hexdigest()[:8]}"
 
 

@@ -19,7 +19,7 @@ from imagescan.apiserver import ApiServer
 from imagescan.models import imagepipeline as m
 from tests.conftest import ROOT
 from tests.support import controlplane
-from tests.support.fixtures import SKIP_HINT
+from tests.support.fixtures import own_control_plane
 
 GROUP, VERSION, PLURAL = "imagescan.io", "v1alpha1", "imagepipelines"
 ACCOUNT = "123456789012"
@@ -93,7 +93,7 @@ ALL_ORDER = ["CVE-2024-0001", "CVE-2024-0002", SHARED, SHARED, "GHSA-abcd-1234-w
 def api() -> Iterator[controlplane.ControlPlane]:
     """A control plane of the module's own (``-A`` must see only these): the CRD, namespace team-b, four
     ImagePipelines (one without status), status written through the status subresource as the operator does."""
-    plane = _own_control_plane()
+    plane = own_control_plane()
     with plane:
         plane.apply_yaml(ROOT / "crds" / "imagepipelines.imagescan.io.yaml")
         plane.create_namespace("team-b")
@@ -109,15 +109,6 @@ def api() -> Iterator[controlplane.ControlPlane]:
                     {"status": body}, content_type="application/merge-patch+json")
                 assert code == 200, answer
         yield plane
-
-
-def _own_control_plane() -> controlplane.ControlPlane:
-    try:
-        return controlplane.ControlPlane(controlplane.binaries())
-    except controlplane.NoToolchain as exc:
-        if controlplane.environment_says_required():
-            pytest.fail(f"IMAGESCAN_REQUIRE_CONTROL_PLANE is set and there is no control plane: {exc}")
-        pytest.skip(f"{SKIP_HINT}: {exc}")
 
 
 @pytest.fixture(scope="module")
