@@ -33,7 +33,7 @@ def crd(resource: resources.Resource) -> dict[str, Any]:
         "metadata": {"name": f"{resource.plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": resource.scope,
             "names": {
                 "kind": resource.kind,
                 "listKind": f"{resource.kind}List",

@@ -66,6 +66,15 @@ MAX_CONTAINER_TAGS = 50
 # botocore's ResourceName shape (3-128 characters) without its minimum length: a shorter name only fails to
 # be found (PipelineNotFound names it), while characters Image Builder never puts in a name are a mistake.
 PIPELINE_NAME_PATTERN = r"^[-_A-Za-z0-9]([-_A-Za-z0-9 ]{0,126}[-_A-Za-z0-9])?$"
+# An IAM role ARN as STS AssumeRole takes it: optional path, then the role name (IAM's characters).
+ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/([-+=,.@_A-Za-z0-9]+/)*[-+=,.@_A-Za-z0-9]{1,64}$"
+ROLE_ARN_MAX = 512
+RoleArn = Annotated[str, pydantic.Field(pattern=ROLE_ARN_PATTERN, max_length=ROLE_ARN_MAX)]
+
+
+def account_of(arn: str) -> str:
+    """The account id in any ARN (the fifth field)."""
+    return arn.split(":")[4]
 
 
 def parse_duration(text: str) -> float:
@@ -181,6 +190,11 @@ class ImagePipelineSpec(base.CRDModel):
     region: str | None = pydantic.Field(default=None, pattern=REGION_PATTERN, max_length=32)
     """AWS region of the pipeline when only its name is given, e.g. eu-west-1; default: the operator's
     region."""
+    role_arn: RoleArn | None = None
+    """IAM role the operator assumes to reach the pipeline, for a pipeline in another account
+    (arn:aws:iam::ACCOUNT:role/NAME). A cluster admin must allow it for this namespace (namespace annotation
+    imagescan.io/allowed-role-arns), else the object is Stalled and the role is never assumed. Default: the
+    namespace's imagescan.io/default-role-arn, else the operator's own credentials."""
     scanning: ScanningSpec = ScanningSpec()
     """The scanning configuration the pipeline must have."""
     management_policy: Literal["Manage", "Observe"] = "Manage"
@@ -199,6 +213,10 @@ class ImagePipelineSpec(base.CRDModel):
             raise ValueError("set spec.pipelineArn, or spec.pipelineName (with spec.region if needed)")
         if self.pipeline_arn:
             _check_arn(self.pipeline_arn, self.region, self.pipeline_name)
+            if self.role_arn and account_of(self.role_arn) != account_of(self.pipeline_arn):
+                raise ValueError(
+                    f"spec.roleArn is in account {account_of(self.role_arn)} but spec.pipelineArn in "
+                    f"{account_of(self.pipeline_arn)}: Image Builder pipelines are reached from their own account")
         return self
 
     @property

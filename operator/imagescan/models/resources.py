@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from imagescan.models import base, findingspolicy, imagepipeline
+from imagescan.models import base, findingspolicy, imagepipeline, inspectoractivation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Resource:
     spec: type[base.CRDModel]
     status: type[base.CRDModel]
     columns: tuple[PrinterColumn, ...]
+    scope: str = "Namespaced"
 
 
 _LATEST = ".status.findings.latestImage"
@@ -82,4 +83,33 @@ FINDINGS_POLICY = Resource(
     ),
 )
 
-ALL: tuple[Resource, ...] = (IMAGE_PIPELINE, FINDINGS_POLICY)
+_STATE = ".status.resourceState"
+
+INSPECTOR_ACTIVATION = Resource(
+    kind="InspectorActivation",
+    plural="inspectoractivations",
+    singular="inspectoractivation",
+    short_names=("inspact",),
+    categories=("imagescan",),
+    description=(
+        "Amazon Inspector activated for an account and region, for the resource types Image Builder's image "
+        "scanning needs (EC2 for AMIs, ECR for container images). Cluster-scoped: activating a paid service "
+        "account-wide is a cluster admin's decision. Status mirrors Inspector's BatchGetAccountStatus."
+    ),
+    spec=inspectoractivation.InspectorActivationSpec,
+    status=inspectoractivation.InspectorActivationStatus,
+    scope="Cluster",
+    columns=(
+        PrinterColumn("Region", "string", ".status.region", "AWS region activated"),
+        PrinterColumn("Account", "string", ".status.accountId", "AWS account activated"),
+        PrinterColumn("EC2", "string", f"{_STATE}.ec2.status", "Inspector EC2 scanning state"),
+        PrinterColumn("ECR", "string", f"{_STATE}.ecr.status", "Inspector ECR scanning state"),
+        PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Ready condition"),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation"),
+        PrinterColumn(
+            "Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', "Why Ready is as it is", 1,
+        ),
+    ),
+)
+
+ALL: tuple[Resource, ...] = (IMAGE_PIPELINE, FINDINGS_POLICY, INSPECTOR_ACTIVATION)
