@@ -10,8 +10,9 @@ import pytest
 
 from tests.support import controlplane, fixtures
 from tests.support.fixtures import cluster, cluster_client, control_plane, kube_api, kube_client
+from tests.support.moto import moto_server
 
-__all__ = ["cluster", "cluster_client", "control_plane", "kube_api", "kube_client"]
+__all__ = ["cluster", "cluster_client", "control_plane", "kube_api", "kube_client", "moto_server"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
