@@ -12,18 +12,19 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from imagescan.emulator import errors, world
+from imagescan.emulator import errors, identity, world
 
 
 def digest_of(uri: str) -> str:
     return "sha256:" + hashlib.sha256(uri.encode()).hexdigest()
 
 
-def describe_images(w: world.World, params: dict[str, Any]) -> dict[str, Any]:
-    """POST / (AmazonEC2ContainerRegistry_V20150921.DescribeImages)."""
-    registry = str(params.get("registryId") or w.account_id)
+def describe_images(w: world.World, caller: identity.Caller, params: dict[str, Any]) -> dict[str, Any]:
+    """POST / (AmazonEC2ContainerRegistry_V20150921.DescribeImages): the caller's registry by default, in the
+    signing region (another account's registry is readable, as a repository policy may allow)."""
+    registry = str(params.get("registryId") or caller.account_id)
     repository = str(params["repositoryName"])
-    host = f"{registry}.dkr.ecr.{w.region}.amazonaws.com/"
+    host = f"{registry}.dkr.ecr.{caller.region}.amazonaws.com/"
     tagged = {uri.removeprefix(host).rsplit(":", 1)[1]: uri for uri in w.container_uris()
               if uri.startswith(f"{host}{repository}:")}
     if not tagged:
@@ -53,5 +54,5 @@ def _find(tagged: dict[str, str], image_id: dict[str, Any]) -> str | None:
     return next((uri for uri in tagged.values() if digest_of(uri) == image_id.get("imageDigest")), None)
 
 
-Handler = Callable[[world.World, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[world.World, identity.Caller, dict[str, Any]], dict[str, Any]]
 OPERATIONS: dict[str, Handler] = {"DescribeImages": describe_images}

@@ -3,6 +3,9 @@
 Input has already been validated against the model when a handler runs, so handlers only enforce the
 *semantic* rules the real service applies (resource existence, one recipe kind, Inspector dependency,
 idempotency tokens). Behaviour choices are documented against the public API reference where one exists.
+Every handler acts for a ``Caller``: an ARN of another account is refused as IAM refuses it, an ARN of
+another region than the one the request was signed for is refused too, and List operations see only the
+caller's account in the signing region.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from imagescan.emulator import errors, generator, pagination, world
+from imagescan.emulator import errors, generator, identity, pagination, world
 
-Handler = Callable[[world.World, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[world.World, identity.Caller, dict[str, Any]], dict[str, Any]]
 
 # Filters the API reference lists per operation.
 _PIPELINE_FILTERS = (
@@ -56,32 +59,62 @@ def _pipeline_not_found(arn: str) -> errors.ApiError:
     return errors.not_found(f"The image pipeline '{arn}' does not exist.")
 
 
+def _authorize(caller: identity.Caller, operation: str, parameter: str, arn: str) -> None:
+    """Refuse an ARN outside the caller's account (IAM's AccessDenied) or outside the signing region."""
+    account_id, region = world.scope_of(arn)
+    if account_id != caller.account_id:
+        action = f"imagebuilder:{operation}"
+        raise errors.ApiError(
+            "AccessDeniedException",
+            f"User: {caller.principal_arn} is not authorized to perform: {action} on resource: {arn} "
+            f"because no resource-based policy allows the {action} action",
+            status=403,
+        )
+    if region != caller.region:
+        # Not verified against the real service, which may answer differently (a regional endpoint knows
+        # nothing of another region's resources); a parameter error naming both regions is the clearest.
+        raise errors.invalid_value(
+            parameter, f"The ARN '{arn}' is in region '{region}' but the request was made in '{caller.region}'."
+        )
+
+
+def _visible(caller: identity.Caller, arn: str) -> bool:
+    return world.scope_of(arn) == (caller.account_id, caller.region)
+
+
 # --- pipelines -----------------------------------------------------------------------------------------------
 
 
-def get_image_pipeline(w: world.World, params: dict[str, Any]) -> dict[str, Any]:
+def get_image_pipeline(w: world.World, caller: identity.Caller, params: dict[str, Any]) -> dict[str, Any]:
     """GET /GetImagePipeline?imagePipelineArn=..."""
     arn = params["imagePipelineArn"]
+    _authorize(caller, "GetImagePipeline", "imagePipelineArn", arn)
     with w.lock:
         if not w.has_pipeline(arn):
             raise _pipeline_not_found(arn)
         return {"imagePipeline": w.pipeline(arn)}
 
 
-def list_image_pipelines(w: world.World, params: dict[str, Any]) -> dict[str, Any]:
+def list_image_pipelines(w: world.World, caller: identity.Caller, params: dict[str, Any]) -> dict[str, Any]:
     """POST /ListImagePipelines: AND across filters, OR across a filter's values."""
     filters = _filters(params.get("filters"), _PIPELINE_FILTERS)
-    matching = [pipeline for pipeline in w.pipelines() if all(pipeline.get(name) in values for name, values in filters)]
+    matching = [
+        pipeline
+        for pipeline in w.pipelines(caller.account_id, caller.region)
+        if all(pipeline.get(name) in values for name, values in filters)
+    ]
     items, token = pagination.page(matching, params, pagination.fingerprint("pipelines", filters))
     return _with_token({"imagePipelineList": list(items)}, token)
 
 
-def update_image_pipeline(w: world.World, params: dict[str, Any]) -> dict[str, Any]:
-    """PUT /UpdateImagePipeline: a full replace, made idempotent by ``clientToken``."""
+def update_image_pipeline(w: world.World, caller: identity.Caller, params: dict[str, Any]) -> dict[str, Any]:
+    """PUT /UpdateImagePipeline: a full replace, made idempotent by ``clientToken`` (per account)."""
+    _authorize(caller, "UpdateImagePipeline", "imagePipelineArn", params["imagePipelineArn"])
     token = params["clientToken"]
     request = json.dumps(params, sort_keys=True)
+    key = ("UpdateImagePipeline", f"{caller.account_id}/{token}")
     with w.lock:
-        seen = w.idempotency.get(("UpdateImagePipeline", token))
+        seen = w.idempotency.get(key)
         if seen is not None:
             if seen[0] != request:
                 raise errors.ApiError(
@@ -98,7 +131,7 @@ def update_image_pipeline(w: world.World, params: dict[str, Any]) -> dict[str, A
         w.replace_pipeline(arn, updated)
         w.update_log.record(arn, token, before=current, after=updated)
         response = {"clientToken": token, "imagePipelineArn": arn}
-        w.idempotency[("UpdateImagePipeline", token)] = (request, copy.deepcopy(response))
+        w.idempotency[key] = (request, copy.deepcopy(response))
         return response
 
 
@@ -146,24 +179,28 @@ def _schedule(schedule: dict[str, Any]) -> dict[str, Any]:
 
 
 def _require_inspector(w: world.World, pipeline: dict[str, Any]) -> None:
-    """Scanning needs Inspector active for the resources the scan uses: ECR for containers, EC2 for AMIs."""
+    """Scanning needs Inspector active for the resources the scan uses (ECR for containers, EC2 for AMIs) in
+    the pipeline's own account and region; ENABLING is not active yet."""
     if not pipeline["imageScanningConfiguration"].get("imageScanningEnabled"):
         return
     resource = "ECR" if "containerRecipeArn" in pipeline else "EC2"
-    if w.inspector_status(w.account_id)[resource] != "ENABLED":
+    account_id, region = world.scope_of(pipeline["arn"])
+    status = w.inspector_status(account_id, region)[resource]
+    if status != "ENABLED":
         raise errors.ApiError(
             "ResourceDependencyException",
             f"Resource dependency error: Amazon Inspector is not enabled for '{resource.lower()}' resources in "
-            f"account '{w.account_id}'.",
+            f"account '{account_id}' in region '{region}' (status {status}).",
         )
 
 
 # --- images --------------------------------------------------------------------------------------------------
 
 
-def list_image_pipeline_images(w: world.World, params: dict[str, Any]) -> dict[str, Any]:
+def list_image_pipeline_images(w: world.World, caller: identity.Caller, params: dict[str, Any]) -> dict[str, Any]:
     """POST /ListImagePipelineImages: the pipeline's builds, oldest first."""
     arn = params["imagePipelineArn"]
+    _authorize(caller, "ListImagePipelineImages", "imagePipelineArn", arn)
     filters = _filters(params.get("filters"), _IMAGE_FILTERS)
     with w.lock:
         if not w.has_pipeline(arn):
@@ -182,9 +219,10 @@ def _image_field(image: dict[str, Any], name: str) -> str:
     return str(image["version"]).split("/")[0] if name == "version" else str(image.get(name))
 
 
-def get_image(w: world.World, params: dict[str, Any]) -> dict[str, Any]:
+def get_image(w: world.World, caller: identity.Caller, params: dict[str, Any]) -> dict[str, Any]:
     """GET /GetImage?imageBuildVersionArn=...; a version ARN resolves to its newest build."""
     wanted = params["imageBuildVersionArn"]
+    _authorize(caller, "GetImage", "imageBuildVersionArn", wanted)
     with w.lock:
         image = w.image(wanted) or _newest_build(w, wanted)
     if image is None:
@@ -207,47 +245,54 @@ def _newest_build(w: world.World, version_arn: str) -> dict[str, Any] | None:
 # --- findings ------------------------------------------------------------------------------------------------
 
 
-def list_image_scan_findings(w: world.World, params: dict[str, Any]) -> dict[str, Any]:
-    """POST /ListImageScanFindings: at most one filter with one value, pages of up to 25."""
+def list_image_scan_findings(w: world.World, caller: identity.Caller, params: dict[str, Any]) -> dict[str, Any]:
+    """POST /ListImageScanFindings: at most one filter with one value, pages of up to 25; only the findings of
+    the caller's account in the signing region (a filter naming another account's image finds nothing)."""
     filters = _filters(params.get("filters"), _FINDING_FILTERS)
     name, value = (filters[0][0], filters[0][1][0]) if filters else (None, None)
     if name == "severity" and value not in generator.SEVERITIES:
         raise errors.invalid_value("filters", f"Severity must be one of {', '.join(generator.SEVERITIES)}.")
-    records = w.findings(name, value)
+    records = w.findings(name, value, account_id=caller.account_id, region=caller.region)
     items, token = pagination.page(records, params, pagination.fingerprint("findings", filters))
     return _with_token({"findings": [w.expand(record) for record in items]}, token)
 
 
-def list_image_scan_finding_aggregations(w: world.World, params: dict[str, Any]) -> dict[str, Any]:
+def list_image_scan_finding_aggregations(
+    w: world.World, caller: identity.Caller, params: dict[str, Any]
+) -> dict[str, Any]:
     """POST /ListImageScanFindingAggregations: one aggregation per filter value, keyed by the filter name."""
     raw = params.get("filter")
-    filters = _filters([raw], _AGGREGATION_FILTERS) if raw is not None else [("accountId", [w.account_id])]
+    filters = _filters([raw], _AGGREGATION_FILTERS) if raw is not None else [("accountId", [caller.account_id])]
     name, values = filters[0]
     responses = [
-        aggregation for value in dict.fromkeys(values) if (aggregation := _aggregate(w, name, value)) is not None
+        aggregation
+        for value in dict.fromkeys(values)
+        if (aggregation := _aggregate(w, caller, name, value)) is not None
     ]
     items, token = pagination.page(responses, params, pagination.fingerprint("aggregations", filters))
     return _with_token({"aggregationType": name, "responses": list(items)}, token)
 
 
-def _aggregate(w: world.World, name: str, value: str) -> dict[str, Any] | None:
-    """Counts for one key; keys that name nothing in this account are left out."""
+def _aggregate(w: world.World, caller: identity.Caller, name: str, value: str) -> dict[str, Any] | None:
+    """Counts for one key; keys that name nothing of the caller's account in this region are left out."""
     if name == "accountId":
-        if value != w.account_id:
+        if value != caller.account_id:
             return None
-        records = w.findings()
+        records = w.findings(account_id=caller.account_id, region=caller.region)
         return {"accountAggregation": {"accountId": value, "severityCounts": _severity_counts(records)}}
     if name == "imagePipelineArn":
+        if not _visible(caller, value):
+            return None
         records = w.findings("imagePipelineArn", value)
         if not records and not w.has_pipeline(value):
             return None
         return {"imagePipelineAggregation": {"imagePipelineArn": value, "severityCounts": _severity_counts(records)}}
     if name == "imageBuildVersionArn":
-        if w.image(value) is None:
+        if not _visible(caller, value) or w.image(value) is None:
             return None
         records = w.findings("imageBuildVersionArn", value)
         return {"imageAggregation": {"imageBuildVersionArn": value, "severityCounts": _severity_counts(records)}}
-    records = w.findings("vulnerabilityId", value)
+    records = w.findings("vulnerabilityId", value, account_id=caller.account_id, region=caller.region)
     if not records:
         return None
     return {"vulnerabilityIdAggregation": {"vulnerabilityId": value, "severityCounts": _severity_counts(records)}}

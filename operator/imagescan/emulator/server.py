@@ -2,9 +2,12 @@
 
 A ``ThreadingHTTPServer`` in a background thread keeps the emulator dependency-free and lets ~20 client threads
 hit it concurrently; HTTP/1.1 keep-alive and TCP_NODELAY keep per-call overhead low for benchmarks. The signing
-service in the SigV4 ``Authorization`` header picks the service, so a single ``AWS_ENDPOINT_URL`` serves both.
+service in the SigV4 ``Authorization`` header picks the service, so a single ``AWS_ENDPOINT_URL`` serves both;
+its access key and region say who calls and where (``identity``: the world's account unless a test maps the key,
+or STS at ``sts_endpoint_url`` resolves it), and every handler acts for that ``Caller``.
 ``Emulator`` adds per-call latency, fault injection and call counters on top of the ``world``; for reliability
-tests also a call log, faults aimed at chosen pipelines and one-shot hooks before an update (``audit``).
+tests also a call log, faults aimed at chosen pipelines and one-shot hooks before an update (``audit``); for
+Inspector how long activation takes (``inspector_delay_s``) and which resource types fail to activate.
 """
 
 from __future__ import annotations
@@ -25,7 +28,18 @@ from typing import Any
 
 from botocore import model as bmodel
 
-from imagescan.emulator import audit, control, ecr, errors, imagebuilder, inspector, protocol, validation, world
+from imagescan.emulator import (
+    audit,
+    control,
+    ecr,
+    errors,
+    identity,
+    imagebuilder,
+    inspector,
+    protocol,
+    validation,
+    world,
+)
 
 log = logging.getLogger(__name__)
 _HANDLERS = {
@@ -105,11 +119,21 @@ class Emulator:
         region: str = "us-east-1",
         latency_s: float = 0.0,
         inspector_enabled: bool = True,
+        *,
+        sts_endpoint_url: str | None = None,
+        inspector_delay_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.world = world.World(seed=seed, account_id=account_id, region=region)
+        """``sts_endpoint_url``: resolve callers' access keys to accounts with STS there (moto's server);
+        without it every caller is ``account_id`` unless mapped in ``identities``. ``inspector_delay_s``: how
+        long Inspector stays ENABLING/DISABLING. ``clock``: what times those transitions (tests step it)."""
+        self.world = world.World(seed=seed, account_id=account_id, region=region, clock=clock)
         self.world.populate(pipelines)
         if inspector_enabled:  # demos can turn scanning on straight away
             self.world.set_inspector(account_id, {"EC2": "ENABLED", "ECR": "ENABLED"})
+        self.world.inspector.delay_s = inspector_delay_s
+        self.identities = identity.Identities(account_id, region, sts_endpoint_url)
+        """Access key id -> account; ``identities[key] = account_id`` maps one explicitly."""
         self.latency_s = latency_s
         self.calls: collections.Counter[str] = collections.Counter()
         self.call_log = audit.CallLog()  # every request: when, which operation, which ARN, which error
@@ -179,6 +203,29 @@ class Emulator:
         """Let every call through again."""
         self._faults.clear()
 
+    @property
+    def inspector_delay_s(self) -> float:
+        """Seconds an Inspector Enable stays ENABLING (and a Disable DISABLING); 0 makes them immediate."""
+        return self.world.inspector.delay_s
+
+    @inspector_delay_s.setter
+    def inspector_delay_s(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the Inspector delay cannot be negative")
+        self.world.inspector.delay_s = seconds
+
+    def fail_inspector_type(
+        self, account_id: str, region: str, resource_type: str, error_code: str, message: str
+    ) -> None:
+        """Make Inspector Enable fail for this resource type (``EC2``, ``ECR``, ...) of an account in a region:
+        the type stays DISABLED with ``error_code`` (one of Inspector's ErrorCode values) and ``message``, and
+        the account comes back in Enable's ``failedAccounts``; until ``heal_inspector_type``."""
+        self.world.inspector.fail((account_id, region), resource_type, error_code, message)
+
+    def heal_inspector_type(self, account_id: str, region: str, resource_type: str) -> None:
+        """Let Enable of this type succeed again (the next Enable clears the recorded error)."""
+        self.world.inspector.heal((account_id, region), resource_type)
+
     def before_next_update(self, arn: str, action: Callable[[], object]) -> None:
         """Run ``action`` (in the server's thread, outside every lock) when the next UpdateImagePipeline for
         ``arn`` arrives, before it is handled: e.g. another writer's change landing between a client's read
@@ -219,7 +266,7 @@ class Emulator:
                 action()
         error: str | None = None
         try:
-            return 200, {}, protocol.encode(self._invoke(svc, op, decoded, arn))
+            return 200, {}, protocol.encode(self._invoke(svc, op, decoded, arn, headers.get("authorization")))
         except errors.ApiError as exc:
             error = exc.code
             status = exc.status or _status(svc, exc.code)
@@ -233,11 +280,12 @@ class Emulator:
 
     def _invoke(
         self, svc: protocol.Service, op: bmodel.OperationModel, decoded: dict[str, Any] | errors.ApiError,
-        arn: str | None,
+        arn: str | None, authorization: str | None,
     ) -> dict[str, Any]:
         fault = self._faults.pick_targeted(arn) or self._faults.pick(op.name)
         if fault is not None:
             raise errors.ApiError(fault, f"Injected fault for {op.name}.")
+        caller = self.identities.caller(authorization)  # AWS authenticates before it looks at the input
         if isinstance(decoded, errors.ApiError):
             raise decoded
         params = decoded
@@ -252,7 +300,7 @@ class Emulator:
             raise errors.ApiError(
                 "ServiceException", f"{op.name} is not implemented by the imagescan emulator.", status=501
             )
-        result = handler(self.world, params)
+        result = handler(self.world, caller, params)
         if op.output_shape is not None and "requestId" in op.output_shape.members:
             result = {"requestId": str(uuid.uuid4()), **result}
         return result
@@ -348,6 +396,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--account-id", default="123456789012")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--no-inspector", action="store_true", help="start with Inspector disabled")
+    parser.add_argument(
+        "--sts-endpoint-url", help="resolve callers' access keys to accounts with STS GetCallerIdentity here "
+        "(e.g. moto's server); default: every caller is --account-id"
+    )
+    parser.add_argument(
+        "--inspector-delay-s", type=float, default=0.0,
+        help="seconds Inspector stays ENABLING/DISABLING after Enable/Disable (default 0: immediate)",
+    )
     return parser
 
 
@@ -361,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         region=args.region,
         latency_s=args.latency_ms / 1000.0,
         inspector_enabled=not args.no_inspector,
+        sts_endpoint_url=args.sts_endpoint_url,
+        inspector_delay_s=args.inspector_delay_s,
     )
     if args.fail_rate > 0:
         emu.inject_faults(rate=args.fail_rate, codes=("CallRateLimitExceededException", "ServiceUnavailableException"))

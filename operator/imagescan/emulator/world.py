@@ -1,8 +1,10 @@
-"""The emulated AWS account: pipelines, image builds, scan findings and Inspector's per-account state.
+"""The emulated AWS accounts: pipelines, image builds, scan findings and Inspector's activation state.
 
 Handlers and tests share one ``World``; every public method takes the lock, and everything handed out is a
 deep copy, so concurrent requests (and a test poking the world mid-run) never see half-applied changes.
-Seeded contents come from ``generator`` so a seed always reproduces the same account.
+Seeded contents come from ``generator`` so a seed always reproduces the same account. One world holds
+several accounts and regions: every resource lives where its ARN says, and the world's own ``account_id``
+and ``region`` are only the defaults (for new pipelines, unsigned requests and callers nobody identified).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from imagescan.emulator import audit, generator
+from imagescan.emulator import activation, audit, generator
 
 FindingsSpec = int | dict[str, int] | None
 _SEED_EPOCH = 1735689600.0  # 2025-01-01T00:00:00Z: seeded history is fixed, live edits use the real clock
@@ -28,10 +30,23 @@ class _Image:
     findings: list[generator.FindingRecord]
 
 
-class World:
-    """All state behind the emulator's endpoint, for one account in one region."""
+def scope_of(arn: str) -> tuple[str, str]:
+    """The (account id, region) an ARN (``arn:partition:service:region:account:...``) belongs to."""
+    parts = arn.split(":", 5)
+    return (parts[4], parts[3]) if len(parts) == 6 else ("", "")
 
-    def __init__(self, *, seed: int = 7, account_id: str = "123456789012", region: str = "us-east-1") -> None:
+
+class World:
+    """All state behind the emulator's endpoint: any number of accounts and regions."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        account_id: str = "123456789012",
+        region: str = "us-east-1",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.account_id = account_id
         self.region = region
         self.lock = threading.RLock()
@@ -41,7 +56,7 @@ class World:
         self._images: dict[str, _Image] = {}  # image build version ARN -> build, in creation order
         self._pipeline_images: dict[str, list[str]] = {}
         self._built_by: dict[str, list[str]] = {}  # survives pipeline deletion, like the images themselves
-        self._inspector: dict[str, dict[str, str]] = {}
+        self.inspector = activation.Activations(clock)  # per (account, region); ``clock`` times its transitions
         self._last_stamp = 0.0
         self.idempotency: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.update_log = audit.UpdateLog()  # every applied UpdateImagePipeline and what it changed
@@ -84,15 +99,18 @@ class World:
         images: int = 1,
         findings: FindingsSpec = None,
         rich: bool = False,
+        account_id: str | None = None,
+        region: str | None = None,
     ) -> str:
-        """Create a pipeline with ``images`` builds; the latest gets ``findings`` (older builds similar ones)."""
+        """Create a pipeline with ``images`` builds; the latest gets ``findings`` (older builds similar ones).
+        It lives in ``account_id`` / ``region`` (default: the world's), and so do its images and findings."""
         with self.lock:
             name = name or f"pipeline-{len(self._pipelines) + 1}"
             created = _SEED_EPOCH - (len(self._pipelines) + 30) * _DAY
             pipeline = generator.make_pipeline(
                 self._rng,
-                region=self.region,
-                account_id=self.account_id,
+                region=region or self.region,
+                account_id=account_id or self.account_id,
                 name=name,
                 container=container,
                 rich=rich,
@@ -128,8 +146,9 @@ class World:
     def _build(self, pipeline: dict[str, Any], counts: dict[str, int], created: float, *, touch: bool) -> str:
         builds = self._pipeline_images[pipeline["arn"]]
         build = len(self._built_by.get(pipeline["arn"], [])) + 1  # a re-created pipeline continues numbering
+        account_id, region = scope_of(pipeline["arn"])
         image = generator.make_image(
-            self._rng, pipeline, region=self.region, account_id=self.account_id, build=build, created=created
+            self._rng, pipeline, region=region, account_id=account_id, build=build, created=created
         )
         records = generator.make_records(
             self._rng,
@@ -167,15 +186,15 @@ class World:
         with self.lock:
             return copy.deepcopy(self._pipeline(arn))
 
-    def pipelines(self) -> list[dict[str, Any]]:
-        """Deep copies of all pipelines in creation order."""
+    def pipelines(self, account_id: str | None = None, region: str | None = None) -> list[dict[str, Any]]:
+        """Deep copies of the pipelines in creation order: all, or those of one account and/or region."""
         with self.lock:
-            return copy.deepcopy(list(self._pipelines.values()))
+            return copy.deepcopy([self._pipelines[arn] for arn in self.pipeline_arns(account_id, region)])
 
-    def pipeline_arns(self) -> list[str]:
-        """All pipeline ARNs in creation order."""
+    def pipeline_arns(self, account_id: str | None = None, region: str | None = None) -> list[str]:
+        """Pipeline ARNs in creation order: all, or those of one account and/or region."""
         with self.lock:
-            return list(self._pipelines)
+            return [arn for arn in self._pipelines if _within(arn, account_id, region)]
 
     def replace_pipeline(self, arn: str, pipeline: dict[str, Any]) -> None:
         """Store a fully-formed pipeline (used by UpdateImagePipeline's replace semantics)."""
@@ -223,8 +242,18 @@ class World:
             found = self._images.get(image_arn)
             return copy.deepcopy(found.image) if found else None
 
-    def findings(self, name: str | None = None, value: str | None = None) -> list[generator.FindingRecord]:
-        """Compact findings matching one ListImageScanFindings filter (or all), in the fixed serving order."""
+    def findings(
+        self, name: str | None = None, value: str | None = None, *, account_id: str | None = None,
+        region: str | None = None,
+    ) -> list[generator.FindingRecord]:
+        """Compact findings matching one ListImageScanFindings filter (or all), in the fixed serving order;
+        only those of images in ``account_id`` / ``region`` when given."""
+        with self.lock:
+            return [
+                record for record in self._findings(name, value) if _within(record.image_arn, account_id, region)
+            ]
+
+    def _findings(self, name: str | None, value: str | None) -> list[generator.FindingRecord]:
         with self.lock:
             if name == "imageBuildVersionArn":
                 found = self._images.get(value or "")
@@ -245,17 +274,21 @@ class World:
             return list(everything)
 
     def expand(self, record: generator.FindingRecord) -> dict[str, Any]:
-        """The wire form of a stored finding."""
-        return generator.expand_finding(record, self.account_id)
+        """The wire form of a stored finding (in the account its image belongs to)."""
+        return generator.expand_finding(record, scope_of(record.image_arn)[0])
 
-    def severity_counts(self, image_arn: str | None = None, pipeline_arn: str | None = None) -> dict[str, int]:
-        """Findings per severity for one image, one pipeline, or the whole account (test helper)."""
+    def severity_counts(
+        self, image_arn: str | None = None, pipeline_arn: str | None = None, *, account_id: str | None = None,
+        region: str | None = None,
+    ) -> dict[str, int]:
+        """Findings per severity for one image, one pipeline, or a whole account in a region (default: the
+        world's own) (test helper)."""
         if image_arn is not None:
             records = self.findings("imageBuildVersionArn", image_arn)
         elif pipeline_arn is not None:
             records = self.findings("imagePipelineArn", pipeline_arn)
         else:
-            records = self.findings()
+            records = self.findings(account_id=account_id or self.account_id, region=region or self.region)
         counts = dict.fromkeys(generator.SEVERITIES, 0)
         for record in records:
             counts[record.vuln.severity] += 1
@@ -263,19 +296,20 @@ class World:
 
     # --- Inspector -----------------------------------------------------------------------------------------
 
-    def set_inspector(self, account_id: str, states: dict[str, str]) -> None:
-        """Set Inspector's status per resource type (EC2, ECR, LAMBDA, LAMBDA_CODE) for an account."""
-        with self.lock:
-            current = self._inspector_state(account_id)
-            for resource, status in states.items():
-                if resource not in generator.INSPECTOR_RESOURCE_TYPES:
-                    raise ValueError(f"unknown Inspector resource type {resource}")
-                current[resource] = status
+    def set_inspector(self, account_id: str, states: dict[str, str], region: str | None = None) -> None:
+        """Put Inspector resource types (EC2, ECR, LAMBDA, LAMBDA_CODE, CODE_REPOSITORY) of an account, in
+        ``region`` (default: the world's), into any status now, SUSPENDED included; a transitional status set
+        this way (ENABLING, ...) stays until something changes it."""
+        self.inspector.set((account_id, region or self.region), states)
 
-    def inspector_status(self, account_id: str) -> dict[str, str]:
-        """Resource type -> status (``ENABLED``/``DISABLED``/...) for an account; all DISABLED by default."""
-        with self.lock:
-            return dict(self._inspector_state(account_id))
+    def inspector_status(self, account_id: str, region: str | None = None) -> dict[str, str]:
+        """Resource type -> status (``ENABLED``/``ENABLING``/``DISABLED``/...) for an account in ``region``
+        (default: the world's); all DISABLED until enabled."""
+        states = self.inspector.states((account_id, region or self.region))
+        return {resource: state.status for resource, state in states.items()}
 
-    def _inspector_state(self, account_id: str) -> dict[str, str]:
-        return self._inspector.setdefault(account_id, dict.fromkeys(generator.INSPECTOR_RESOURCE_TYPES, "DISABLED"))
+
+def _within(arn: str, account_id: str | None, region: str | None) -> bool:
+    """Whether an ARN is in this account and region (None: any)."""
+    arn_account, arn_region = scope_of(arn)
+    return (account_id is None or arn_account == account_id) and (region is None or arn_region == region)
