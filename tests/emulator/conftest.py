@@ -1,4 +1,5 @@
-"""Fixtures: a started emulator per test (creation takes milliseconds) and real boto3 clients for it."""
+"""Fixtures: a started emulator per test (creation takes milliseconds) and real boto3 clients for it, as any
+caller in any region, and a clock tests step instead of sleeping."""
 
 from __future__ import annotations
 
@@ -28,6 +29,36 @@ def make_client(service: str, endpoint_url: str, **config: Any) -> Any:
         aws_secret_access_key="test",
         config=botocore.config.Config(**settings),
     )
+
+
+def client_as(
+    service: str, endpoint_url: str, *, region: str = REGION, access_key_id: str = "test",
+    secret_access_key: str = "test", session_token: str | None = None,
+) -> Any:
+    """A real boto3 client signing with these credentials for ``region``: the emulator's idea of the caller."""
+    factory: Any = boto3.client
+    return factory(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        aws_session_token=session_token,
+        config=botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+
+
+class Clock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture

@@ -8,7 +8,14 @@ controls under ``/_localstack/`` the same way). Everything here is also reachabl
 - ``POST /_emulator/calls/reset``
 - ``POST /_emulator/latency``  ``{"ms": 50}``
 - ``POST /_emulator/pipelines`` ``{"names": [...], "container": [bools] | bool, "scanningEnabled": bool,
-  "findings": int | {"CRITICAL": n, ...}}`` → ``{"arns": [...]}``
+  "findings": int | {"CRITICAL": n, ...}, "accountId": "...", "region": "..."}`` → ``{"arns": [...]}``
+- ``POST /_emulator/identities`` ``{"accessKeyId": "AKIA...", "accountId": "210987654321"}``
+- ``POST /_emulator/inspector`` ``{"accountId": "...", "region": "...", "states": {"ECR": "SUSPENDED"}}``
+- ``POST /_emulator/inspector/delay`` ``{"s": 0.5}``
+- ``POST /_emulator/inspector/fail`` ``{"accountId", "region", "resourceType", "errorCode", "message"}``
+- ``POST /_emulator/inspector/heal`` ``{"accountId", "region", "resourceType"}``
+
+``region`` defaults to the emulator's own everywhere.
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ def handle(emulator: server.Emulator, method: str, path: str, body: bytes) -> Re
         ("POST", "calls/reset"): _reset_calls,
         ("POST", "latency"): _set_latency,
         ("POST", "pipelines"): _add_pipelines,
+        ("POST", "identities"): _map_identity,
+        ("POST", "inspector"): _set_inspector,
+        ("POST", "inspector/delay"): _set_inspector_delay,
+        ("POST", "inspector/fail"): _fail_inspector_type,
+        ("POST", "inspector/heal"): _heal_inspector_type,
     }
     action = routes.get((method, path.removeprefix(PREFIX)))
     if action is None:
@@ -56,10 +68,40 @@ def _add_pipelines(emulator: server.Emulator, payload: dict[str, Any]) -> dict[s
     scanning = bool(payload.get("scanningEnabled"))
     findings = payload.get("findings", 20)
     arns = [
-        emulator.world.add_pipeline(name=name, container=bool(kind), scanning_enabled=scanning, findings=findings)
+        emulator.world.add_pipeline(
+            name=name, container=bool(kind), scanning_enabled=scanning, findings=findings,
+            account_id=payload.get("accountId"), region=payload.get("region"),
+        )
         for name, kind in zip(names, kinds, strict=True)
     ]
     return {"arns": arns}
+
+
+def _map_identity(emulator: server.Emulator, payload: dict[str, Any]) -> None:
+    emulator.identities[str(payload["accessKeyId"])] = str(payload["accountId"])
+
+
+def _set_inspector(emulator: server.Emulator, payload: dict[str, Any]) -> None:
+    emulator.world.set_inspector(str(payload["accountId"]), dict(payload["states"]), region=payload.get("region"))
+
+
+def _set_inspector_delay(emulator: server.Emulator, payload: dict[str, Any]) -> None:
+    emulator.inspector_delay_s = float(payload["s"])
+
+
+def _fail_inspector_type(emulator: server.Emulator, payload: dict[str, Any]) -> None:
+    emulator.fail_inspector_type(
+        str(payload["accountId"]), _region(emulator, payload), str(payload["resourceType"]),
+        str(payload["errorCode"]), str(payload["message"]),
+    )
+
+
+def _heal_inspector_type(emulator: server.Emulator, payload: dict[str, Any]) -> None:
+    emulator.heal_inspector_type(str(payload["accountId"]), _region(emulator, payload), str(payload["resourceType"]))
+
+
+def _region(emulator: server.Emulator, payload: dict[str, Any]) -> str:
+    return str(payload.get("region") or emulator.world.region)
 
 
 def _json(status: int, payload: Any) -> Response:
