@@ -11,7 +11,15 @@ import threading
 
 import kopf
 
-from imagescan.handlers import admission, findingspolicy, imagepipeline, lifecycle, runtime
+from imagescan.handlers import (
+    admission,
+    findingspolicy,
+    imagepipeline,
+    inspectoractivation,
+    lifecycle,
+    namespaces,
+    runtime,
+)
 
 
 def registry(config: runtime.Config) -> kopf.OperatorRegistry:
@@ -19,6 +27,8 @@ def registry(config: runtime.Config) -> kopf.OperatorRegistry:
     lifecycle.register(built)
     imagepipeline.register(built, tick=config.tick)
     findingspolicy.register(built, tick=config.tick)
+    inspectoractivation.register(built, tick=config.tick)
+    namespaces.register(built)
     admission.register(built, config)
     return built
 

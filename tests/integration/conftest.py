@@ -29,16 +29,33 @@ def emulator() -> Iterator[server.Emulator]:
 
 
 @pytest.fixture
-def operator(cluster: Cluster, emulator: server.Emulator) -> Iterator[runner.InThread]:
+def sts_endpoint_url() -> str | None:
+    """Where the operator assumes roles: nowhere by default; tests of several accounts point it at moto."""
+    return None
+
+
+@pytest.fixture
+def operator(cluster: Cluster, emulator: server.Emulator, sts_endpoint_url: str | None) -> Iterator[runner.InThread]:
     """The operator in this process, at the shipped defaults (workers 10, tick 10 s), watching the test's
     namespace; tests/reliability uses it too."""
     config = runtime.Config(
-        aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url),
+        aws=aws_clients.Settings(default_region="us-east-1", endpoint_url=emulator.endpoint_url,
+                                 sts_endpoint_url=sts_endpoint_url),
         namespaces=(cluster.namespace,),
     )
     assert config.tick == 10.0, "the end-to-end tests run at the shipped tick"
     with runner.InThread(config) as running:
         yield running
+
+
+@pytest.fixture
+def activations(operator: runner.InThread, cluster_client: kubernetes.client.ApiClient) -> Iterator[harness.Activations]:
+    """InspectorActivations this test creates, deleted (and their deletion policy run) while its operator runs."""
+    made = harness.Activations(cluster_client)
+    try:
+        yield made
+    finally:
+        made.delete_all()
 
 
 @pytest.fixture

@@ -87,3 +87,59 @@ class Pipelines:
     def events(self, name: str) -> list[Any]:
         items = self.core.list_namespaced_event(self.namespace).items
         return [e for e in items if e.involved_object.name == name]
+
+
+ACTIVATIONS = "inspectoractivations"
+
+
+class Activations:
+    """InspectorActivations (cluster-scoped) as a cluster admin applies them. Every test's operator sees every
+    activation on the shared control plane, so :meth:`delete_all` removes this test's before its operator stops."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self.api = kubernetes.client.CustomObjectsApi(api_client)
+        self.created: list[str] = []
+
+    def create(self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "InspectorActivation",
+            "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec,
+        }
+        self.created.append(name)
+        return dict(self.api.create_cluster_custom_object(GROUP, VERSION, ACTIVATIONS, body))
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.api.get_cluster_custom_object(GROUP, VERSION, ACTIVATIONS, name))
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.api.patch_cluster_custom_object(GROUP, VERSION, ACTIVATIONS, name, patch))
+
+    def delete(self, name: str, timeout: float = 30.0) -> None:
+        """Delete and wait until it is gone (the operator has run its deletion policy)."""
+        self.api.delete_cluster_custom_object(GROUP, VERSION, ACTIVATIONS, name)
+        wait_for(lambda: self.get(name) is None, timeout, f"InspectorActivation {name} gone")
+
+    def condition(self, name: str, type_: str = "Ready") -> dict[str, Any] | None:
+        for condition in (self.get(name) or {}).get("status", {}).get("conditions", []):
+            if condition["type"] == type_:
+                return dict(condition)
+        return None
+
+    def wait_condition(self, name: str, type_: str, status: str, reason: str | None = None,
+                       timeout: float = 20.0) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            found = self.condition(name, type_)
+            if found and found["status"] == status and (reason is None or found["reason"] == reason):
+                return found
+            return None
+        return wait_for(probe, timeout, f"InspectorActivation {name}: {type_}={status} {reason or ''}")
+
+    def delete_all(self) -> None:
+        for name in self.created:
+            if self.get(name) is not None:
+                self.delete(name, timeout=60.0)

@@ -29,6 +29,8 @@ NEEDED: dict[tuple[str, str], set[str]] = {
     (GROUP, "imagepipelines/status"): {"get", "patch", "update"},
     (GROUP, "findingspolicies"): {"get", "list", "watch", "patch", "update"},
     (GROUP, "findingspolicies/status"): {"get", "patch", "update"},
+    (GROUP, "inspectoractivations"): {"get", "list", "watch", "patch", "update"},
+    (GROUP, "inspectoractivations/status"): {"get", "patch", "update"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"list", "watch"},
     ("", "events"): {"create"},
@@ -259,3 +261,34 @@ def test_kubectl_kustomize_renders_everything() -> None:
     assert ("Namespace", "imagescan-system") in kinds
     rendered_crd = _one(docs, "CustomResourceDefinition", "imagepipelines.imagescan.io")
     assert rendered_crd == yaml.safe_load(CRD_PATH.read_text())
+
+
+def test_iam_inspector_activation_and_assumed_roles_are_scoped() -> None:
+    """InspectorActivation needs inspector2's three account calls (no resource-level permissions, so "*")
+    and Inspector's service-linked role; cross-account access needs sts:AssumeRole, never on every role."""
+    by_action = {action: statement for statement in _statements() for action in _as_list(statement["Action"])}
+    for action in ("inspector2:BatchGetAccountStatus", "inspector2:Enable", "inspector2:Disable"):
+        assert action in by_action, action
+    linked = by_action["iam:CreateServiceLinkedRole"]
+    assert linked["Condition"]["StringEquals"]["iam:AWSServiceName"] == "inspector2.amazonaws.com"
+    assume = by_action["sts:AssumeRole"]
+    assert all(":role/" in arn and not arn.endswith(":role/*") for arn in _as_list(assume["Resource"]))
+
+
+def test_the_cross_account_example_is_consistent() -> None:
+    """The grant (Namespace annotations), a pipeline using it and an activation through the same role."""
+    from imagescan.reconcile import access
+    from imagescan.reconcile import pipeline as pipeline_
+
+    docs = _docs(ROOT / "examples" / "cross-account" / "team-payments.yaml")
+    namespace, = [d for d in docs if d["kind"] == "Namespace"]
+    for doc in docs:
+        if doc["kind"] in BY_KIND:
+            assert schema.validate_root(doc, _crd_schema(doc["kind"])) == []
+    spec = ImagePipelineSpec.model_validate(next(d for d in docs if d["kind"] == "ImagePipeline")["spec"])
+    rules = access.rules_from_annotations(namespace["metadata"]["annotations"])
+    role = pipeline_.role_for(namespace["metadata"]["name"], rules, spec.role_arn)
+    assert role is not None and role.arn == spec.role_arn and role.external_id == rules.external_id
+    activation = BY_KIND["InspectorActivation"].spec.model_validate(
+        next(d for d in docs if d["kind"] == "InspectorActivation")["spec"])
+    assert activation.role_arn == spec.role_arn

@@ -18,11 +18,12 @@ import pydantic
 
 from imagescan import GROUP, VERSION
 from imagescan.aws import errors
-from imagescan.handlers import imagepipeline, runtime
+from imagescan.handlers import imagepipeline, namespaces, runtime
 from imagescan.handlers import status as status_
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
 from imagescan.models import kstatus
+from imagescan.reconcile import pipeline as pipeline_
 from imagescan.reconcile import policy
 
 RESOURCE = (GROUP, VERSION, "findingspolicies")
@@ -42,13 +43,15 @@ def register(registry: kopf.OperatorRegistry, tick: float) -> None:
 
 
 def index_pipeline(
-        namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any,
+        namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status, **_: Any,
 ) -> dict[str | None, policy.Pipeline]:
     try:
         parsed = ip.ImagePipelineStatus.model_validate(dict(status))
     except pydantic.ValidationError:
         parsed = ip.ImagePipelineStatus()
-    return {namespace: policy.Pipeline(name=name, labels=dict(labels), status=_judged_parts(parsed))}
+    role_arn = spec.get("roleArn")
+    return {namespace: policy.Pipeline(name=name, labels=dict(labels), status=_judged_parts(parsed),
+                                       role_arn=str(role_arn) if role_arn else None)}
 
 
 def _judged_parts(status: ip.ImagePipelineStatus) -> ip.ImagePipelineStatus:
@@ -72,12 +75,14 @@ def _judged_parts(status: ip.ImagePipelineStatus) -> ip.ImagePipelineStatus:
 
 def index_policy(
         namespace: str | None, name: str, spec: kopf.Spec, **_: Any,
-) -> dict[str | None, tuple[str, fp.FindingsPolicySpec]] | None:
+) -> dict[str | None, tuple[str, fp.FindingsPolicySpec]]:
     """Valid policies per namespace, for ImagePipelines to judge themselves (PolicyCompliant)."""
     try:
         return {namespace: (name, fp.FindingsPolicySpec.model_validate(dict(spec)))}
     except pydantic.ValidationError:
-        return None  # an invalid policy judges nothing; its own status says why
+        # An invalid policy judges nothing; its own status says why. An empty mapping, not None: kopf keeps
+        # an object's previous entries when its index function returns None.
+        return {}
 
 
 async def evaluate(
@@ -98,7 +103,7 @@ async def evaluate(
     result = policy.evaluate(spec, pipelines, today, shared.cached_details)
     inexact = {name for name, verdict in result.judged.items() if verdict is not None and not verdict.exact}
     if inexact:  # every selected pipeline, not only those the status lists: admission reads them all
-        await _fetch_details(shared, spec, pipelines, inexact, logger)
+        await _fetch_details(shared, spec, pipelines, inexact, logger, namespace or "", kwargs.get(namespaces.INDEX))
         result = policy.evaluate(spec, pipelines, today, shared.cached_details)
     shared.verdicts.record(namespace, body.meta.name or "", policy.Judgement(
         enforcement=spec.enforcement, verdicts=result.judged, seen=frozenset(p.name for p in pipelines),
@@ -152,15 +157,17 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 async def _fetch_details(shared: runtime.Runtime, spec: fp.FindingsPolicySpec, pipelines: list[policy.Pipeline],
-                         names: set[str], logger: kopf.Logger) -> None:
+                         names: set[str], logger: kopf.Logger, namespace: str,
+                         access_index: namespaces.Access | None) -> None:
     """Read every finding of the builds whose verdicts the listed top-N could not settle (cached per build)."""
     for pipeline in pipelines:
         key = policy.details_key(spec, pipeline)
         where = pipeline.status.pipeline
         if pipeline.name not in names or key is None or where is None:
             continue
-        client = shared.clients.imagebuilder(where.region)
         try:
+            via = pipeline_.role_for(namespace, namespaces.rules(access_index, namespace), pipeline.role_arn)
+            client = shared.clients.imagebuilder(where.region, via)
             await shared.run_blocking(shared.details.fetch, client, key)
         except errors.AwsError as exc:
             logger.warning("could not read every finding of %s to judge it exactly: %s", pipeline.name, exc.message)

@@ -17,12 +17,13 @@ import pydantic
 
 from imagescan import GROUP, VERSION
 from imagescan.aws import errors
+from imagescan.handlers import inspectoractivation, namespaces
 from imagescan.handlers import runtime as runtime_
 from imagescan.handlers import status as status_
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as m
 from imagescan.models import kstatus
-from imagescan.reconcile import pipeline, policy
+from imagescan.reconcile import activation, pipeline, policy
 
 RESOURCE = (GROUP, VERSION, "imagepipelines")
 PAUSED_ANNOTATION = f"{GROUP}/paused"
@@ -45,7 +46,7 @@ def register(registry: kopf.OperatorRegistry, tick: float) -> None:
 async def reconcile_now(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any,
 ) -> None:
-    await _reconcile(body, patch, memo, logger, kwargs.get(POLICY_INDEX))
+    await _reconcile(body, patch, memo, logger, kwargs)
 
 
 async def resync(
@@ -57,7 +58,7 @@ async def resync(
         return  # a reconcile is running; it reschedules the object when it ends
     due = shared.schedule.due(uid)
     if due.sync:
-        await _reconcile(body, patch, memo, logger, kwargs.get(POLICY_INDEX), refresh_findings=due.findings)
+        await _reconcile(body, patch, memo, logger, kwargs, refresh_findings=due.findings)
         return
     previous = shared.last_written(uid)
     if previous is not None:
@@ -66,7 +67,7 @@ async def resync(
             shared.remember(uid, status_.replace(patch, body, judged))
 
 
-async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
     try:
@@ -77,7 +78,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
     if spec.deletion_policy != "Disable" or spec.management_policy == "Observe" or paused:
         shared.forget(uid)
         return
-    request = _request(body, spec)
+    request = _request(body, spec, kwargs)
     try:
         async with shared.lock(uid):
             wrote = await shared.run_blocking(pipeline.disable, shared.clients, request)
@@ -99,10 +100,11 @@ async def _reconcile(
         patch: kopf.Patch,
         memo: kopf.Memo,
         logger: kopf.Logger,
-        policies: Policies | None,
+        indexes: dict[str, Any],
         *,
         refresh_findings: bool = False,
 ) -> None:
+    policies: Policies | None = indexes.get(POLICY_INDEX)
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
     async with shared.lock(uid):
@@ -113,8 +115,12 @@ async def _reconcile(
             shared.remember(uid, _write_invalid_spec(body, patch, previous, exc))
             shared.schedule.failed(uid, terminal=True, resync=INVALID_SPEC_RECHECK)
             return
-        request = _request(body, spec, previous, refresh_findings)
-        outcome = await shared.run_blocking(pipeline.sync, shared.clients, shared.buckets, request)
+        request = _request(body, spec, indexes, previous, refresh_findings)
+        outcome = await shared.run_blocking(
+            pipeline.sync, shared.clients, shared.buckets, request, kstatus.now_rfc3339,
+            _explainer(indexes.get(inspectoractivation.INDEX)),
+        )
+        _wait_for_inspector(shared, uid, outcome)
         status = outcome.status.model_copy(
             update={"last_handled_reconcile_at": _echoed(body.meta.annotations.get(RECONCILE_ANNOTATION))},
         )
@@ -165,17 +171,37 @@ def _with_compliance(
     return status.model_copy(update={"conditions": others + kstatus.merge(before, [wanted])})
 
 
+def _explainer(activations: inspectoractivation.Activations | None) -> pipeline.Explain:
+    """activation.explain over the activations as kopf's index holds them when the reconcile asks."""
+    def explain(account_id: str, region: str, resource_type: str) -> str:
+        views = list(activations.get(inspectoractivation.INDEX_KEY, [])) if activations is not None else []
+        return activation.explain(views, account_id, region, resource_type)
+    return explain
+
+
+def _wait_for_inspector(shared: runtime_.Runtime, uid: str, outcome: pipeline.Outcome) -> None:
+    """A pipeline refused for want of Inspector waits for the activation that turns it on (which wakes it
+    within a tick); any other outcome stops waiting."""
+    if outcome.waiting_for is not None:
+        shared.inspector_waiters.wait(uid, *outcome.waiting_for)
+    else:
+        shared.inspector_waiters.release(uid)
+
+
 def _request(
         body: kopf.Body,
         spec: m.ImagePipelineSpec,
+        indexes: dict[str, Any],
         previous: m.ImagePipelineStatus | None = None,
         refresh_findings: bool = False,
 ) -> pipeline.Request:
+    namespace = body.meta.namespace or ""
     return pipeline.Request(
         spec=spec, uid=body.meta.uid or "", generation=int(body.meta.get("generation") or 0),
         previous=previous if previous is not None else status_.read(m.ImagePipelineStatus, body),
         paused=body.meta.annotations.get(PAUSED_ANNOTATION) == "true",
         refresh_findings=refresh_findings,
+        namespace=namespace, access=namespaces.rules(indexes.get(namespaces.INDEX), namespace),
     )
 
 

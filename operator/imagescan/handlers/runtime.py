@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from imagescan.admission import server as admission_server
 from imagescan.aws import clients as aws_clients
 from imagescan.models import imagepipeline as m
-from imagescan.reconcile import details, findings, policy, schedule
+from imagescan.reconcile import activation, details, findings, policy, schedule
 
 T = TypeVar("T")
 
@@ -43,6 +43,8 @@ class Runtime:
         self.verdicts = policy.Verdicts()
         """Each policy's verdict per pipeline: written by the FindingsPolicy handler only, read by the
         PolicyCompliant condition and by admission."""
+        self.inspector_waiters = activation.Waiters()
+        """ImagePipelines waiting for Inspector: registered by their handler, woken by InspectorActivation's."""
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.aws.workers, thread_name_prefix="imagescan-aws",
         )
@@ -61,6 +63,7 @@ class Runtime:
         return self._locks.setdefault(uid, asyncio.Lock())
 
     def forget(self, uid: str) -> None:
+        self.inspector_waiters.release(uid)
         self._locks.pop(uid, None)
         self._written.pop(uid, None)
         self.schedule.forget(uid)

@@ -9,9 +9,10 @@ import pydantic
 
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
+from imagescan.models import inspectoractivation as ia
 from imagescan.models import kstatus
 
-S = TypeVar("S", ip.ImagePipelineStatus, fp.FindingsPolicyStatus)
+S = TypeVar("S", ip.ImagePipelineStatus, fp.FindingsPolicyStatus, ia.InspectorActivationStatus)
 
 
 def read(model: type[S], body: kopf.Body) -> S:

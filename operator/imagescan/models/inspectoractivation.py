@@ -23,7 +23,13 @@ ResourceType = Literal["EC2", "ECR", "LAMBDA", "LAMBDA_CODE", "CODE_REPOSITORY"]
 STATE_MEMBERS: dict[str, str] = {
     "EC2": "ec2", "ECR": "ecr", "LAMBDA": "lambda", "LAMBDA_CODE": "lambdaCode", "CODE_REPOSITORY": "codeRepository",
 }
-EXTERNAL_ID_PATTERN = r"^[-+=,.@:/_A-Za-z0-9]{2,1224}$"  # STS AssumeRole's ExternalId
+# STS AssumeRole's ExternalId: 2-1224 of these characters. The length is max_length's job: RE2 (the API
+# server's regex engine) refuses repeat counts above 1000.
+EXTERNAL_ID_PATTERN = r"^[-+=,.@:/_A-Za-z0-9]{2,}$"
+
+
+def _image_builder_types() -> list[ResourceType]:
+    return ["EC2", "ECR"]
 
 
 class InspectorActivationSpec(base.CRDModel):
@@ -37,7 +43,7 @@ class InspectorActivationSpec(base.CRDModel):
     external_id: str | None = pydantic.Field(default=None, pattern=EXTERNAL_ID_PATTERN, max_length=1224)
     """External id the role's trust policy requires (sts:ExternalId), if any."""
     resource_types: list[ResourceType] = pydantic.Field(
-        default_factory=lambda: ["EC2", "ECR"], min_length=1, max_length=len(RESOURCE_TYPES),
+        default_factory=_image_builder_types, min_length=1, max_length=len(RESOURCE_TYPES),
         json_schema_extra={"x-kubernetes-list-type": "set"})
     """Resource types Inspector must scan: EC2, ECR, LAMBDA, LAMBDA_CODE, CODE_REPOSITORY (default EC2 and ECR,
     what Image Builder's AMI and container scanning need)."""

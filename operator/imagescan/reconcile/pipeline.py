@@ -23,7 +23,7 @@ from imagescan.aws import findings as aws_findings
 from imagescan.aws import registry as aws_registry
 from imagescan.models import imagepipeline as m
 from imagescan.models import kstatus
-from imagescan.reconcile import findings
+from imagescan.reconcile import access, activation, findings
 
 logger = logging.getLogger(__name__)
 TRANSIENT_SCAN_STATES = frozenset({"PENDING", "SCANNING", "COLLECTING"})
@@ -56,6 +56,9 @@ class Request:
     previous: m.ImagePipelineStatus
     paused: bool = False
     refresh_findings: bool = False
+    namespace: str = ""
+    access: access.Rules | None = None
+    """What the namespace's annotations grant: which role the object may use (access.for_namespace)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,28 @@ class Outcome:
     wrote: bool = False
     drift: tuple[str, ...] = ()
     findings_refreshed: bool = False
+    waiting_for: tuple[str, str, str] | None = None
+    """(account, region, Inspector resource type) when Image Builder refused for want of Inspector."""
+
+
+Explain = Callable[[str, str, str], str]
+"""What to tell a pipeline waiting for Inspector in (account, region, type): activation.explain over the
+activations the operator knows."""
+
+
+def role(request: Request) -> aws_clients.Role | None:
+    """The role to reach the pipeline with, as its namespace allows; RoleNotAllowed before any AWS call."""
+    return role_for(request.namespace, request.access, request.spec.role_arn)
+
+
+def role_for(namespace: str, rules: access.Rules | None, requested: str | None) -> aws_clients.Role | None:
+    """The role an ImagePipeline's AWS calls go through, whoever makes them (its reconcile, a policy reading
+    its findings): what access.for_namespace grants, with a session name that says which namespace asked."""
+    grant = access.for_namespace(namespace, rules, requested)
+    if grant.role_arn is None:
+        return None
+    return aws_clients.Role(arn=grant.role_arn, session_name=aws_clients.session_name_for(namespace),
+                            external_id=grant.external_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +157,10 @@ class Target:
     account_id: str
 
 
-def resolve(clients: aws_clients.Clients, spec: m.ImagePipelineSpec, previous: m.ImagePipelineStatus) -> Target:
-    """The pipeline the spec names. A name is looked up once and remembered through status."""
+def resolve(clients: aws_clients.Clients, spec: m.ImagePipelineSpec, previous: m.ImagePipelineStatus,
+            via: aws_clients.Role | None = None) -> Target:
+    """The pipeline the spec names. A name is looked up once (in the role's account) and remembered through
+    status."""
     if spec.pipeline_arn:
         arn = pipelines.parse_arn(spec.pipeline_arn)
         if spec.region and spec.region != arn.region:
@@ -142,9 +169,10 @@ def resolve(clients: aws_clients.Clients, spec: m.ImagePipelineSpec, previous: m
     assert spec.pipeline_name is not None
     region = spec.region or clients.default_region
     known = previous.pipeline
-    if known and known.name == spec.pipeline_name and known.region == region:
+    same_account = via is None or known is None or m.account_of(via.arn) == known.account_id
+    if known and known.name == spec.pipeline_name and known.region == region and same_account:
         return Target(arn=known.arn, region=region, account_id=known.account_id)
-    arn = pipelines.parse_arn(pipelines.find_arn(clients.imagebuilder(region), spec.pipeline_name))
+    arn = pipelines.parse_arn(pipelines.find_arn(clients.imagebuilder(region, via), spec.pipeline_name))
     return Target(arn=arn.text, region=arn.region, account_id=arn.account_id)
 
 
@@ -184,11 +212,16 @@ def sync(
         buckets: findings.AccountBuckets,
         request: Request,
         now: Callable[[], str] = kstatus.now_rfc3339,
+        explain: Explain | None = None,
 ) -> Outcome:
     progress = _Progress(request.previous)
     error: errors.AwsError | None = None
+    waiting_for = None
     try:
         _sync(clients, buckets, request, progress, now)
+    except errors.DependencyMissing as exc:
+        waiting_for = _needs(progress)
+        error = _explained(exc, waiting_for, explain)
     except errors.AwsError as exc:
         error = exc
     mode = _mode(request)
@@ -201,8 +234,23 @@ def sync(
     )
     return Outcome(
         status=status, error=error, wrote=progress.wrote, drift=progress.drift,
-        findings_refreshed=progress.findings_refreshed,
+        findings_refreshed=progress.findings_refreshed, waiting_for=waiting_for,
     )
+
+
+def _needs(progress: _Progress) -> tuple[str, str, str] | None:
+    known = progress.pipeline
+    if known is None:
+        return None
+    return known.account_id, known.region, activation.needed_type(known.kind)
+
+
+def _explained(exc: errors.DependencyMissing, needs: tuple[str, str, str] | None,
+               explain: Explain | None) -> errors.AwsError:
+    """Image Builder's refusal, with which InspectorActivation would fix it (or that none exists)."""
+    if needs is None or explain is None:
+        return exc
+    return errors.DependencyMissing(f"{exc.message} {explain(*needs)}", code=exc.code, operation=exc.operation)
 
 
 def _mode(request: Request) -> Literal["Manage", "Observe"]:
@@ -216,8 +264,9 @@ def _sync(
         progress: _Progress,
         now: Callable[[], str],
 ) -> None:
-    target = resolve(clients, request.spec, request.previous)
-    client = clients.imagebuilder(target.region)
+    via = role(request)
+    target = resolve(clients, request.spec, request.previous, via)
+    client = clients.imagebuilder(target.region, via)
     read = pipelines.get(client, target.arn)
     raw = read.pipeline
     _check_spec_fits(request.spec, raw)
@@ -238,7 +287,7 @@ def _sync(
     new_run = raw.get("dateLastRun") != previous_date_last_run
     just_enabled = not was_enabled  # we only get here with scanning on, so we just turned it on
     if request.refresh_findings or new_run or just_enabled or request.previous.findings is None:
-        registry = clients.ecr(target.region) if raw.get("containerRecipeArn") else None
+        registry = clients.ecr(target.region, via) if raw.get("containerRecipeArn") else None
         progress.findings = _refresh_findings(client, registry, buckets, request, target, raw, new_run, now)
         progress.findings_refreshed = True
 
@@ -316,7 +365,8 @@ def _scope(client: Any, buckets: findings.AccountBuckets, request: Request, targ
     same = _same_settled_build(described, latest)
     unseen_others = unseen - (0 if same else 1)
     return findings.Scope(
-        client=client, region=target.region, pipeline_arn=target.arn,
+        # The shared lists' key: they are one account's, in one region.
+        client=client, region=f"{target.account_id}/{target.region}", pipeline_arn=target.arn,
         image_arn=latest.arn if latest else None, top_n=request.spec.findings.top,
         max_age=request.spec.refresh_seconds,
         settled_at=settled if settled is not None and same else started,
@@ -436,17 +486,33 @@ STATUS_LIMIT_BYTES = 32 * 1024
 
 
 def fit(status: m.ImagePipelineStatus, limit: int = STATUS_LIMIT_BYTES) -> m.ImagePipelineStatus:
-    """The status, with the least severe top findings dropped until it fits in ``limit`` bytes of JSON."""
-    while len(json.dumps(status.to_k8s())) > limit and status.findings and status.findings.top:
-        findings_ = status.findings.model_copy(update={"top": status.findings.top[:-1]})
-        status = status.model_copy(update={"findings": findings_})
-    return status
+    """The status in at most ``limit`` bytes of JSON. When the top findings do not fit, the least severe shed
+    their detail first and are dropped only after that (``findings.fit_top``)."""
+    summary = status.findings
+    if summary is None or not summary.top or _json_size(status) <= limit:
+        return status
+    # Room for the list: what the rest takes, with both counters at their widest.
+    widest = m.MAX_TOP_FINDINGS
+    rest = status.model_copy(update={"findings": summary.model_copy(
+        update={"top": [], "top_trimmed": widest, "top_omitted": widest})})
+    budget = limit - _json_size(rest)
+    while True:
+        fitted = status.model_copy(update={"findings": findings.fit_top(summary, budget)})
+        over = _json_size(fitted) - limit
+        if over <= 0 or fitted.findings is None or not fitted.findings.top:
+            return fitted
+        budget -= over  # not expected: the room was measured with the counters at their widest
+
+
+def _json_size(status: m.ImagePipelineStatus) -> int:
+    return len(json.dumps(status.to_k8s()))
 
 
 def disable(clients: aws_clients.Clients, request: Request) -> bool:
     """Turn scanning off (deletionPolicy Disable); returns whether anything was written."""
-    target = resolve(clients, request.spec, request.previous)
-    client = clients.imagebuilder(target.region)
+    via = role(request)
+    target = resolve(clients, request.spec, request.previous, via)
+    client = clients.imagebuilder(target.region, via)
     read = pipelines.get(client, target.arn)
     if not observed(read.pipeline).enabled:
         return False

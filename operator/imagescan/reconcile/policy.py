@@ -35,6 +35,8 @@ class Pipeline:
     name: str
     labels: dict[str, str]
     status: ip.ImagePipelineStatus
+    role_arn: str | None = None
+    """spec.roleArn: reading its findings goes through the role its namespace grants it, as its reconcile does."""
 
 
 Listed = ip.Finding | details_.Detail

@@ -8,7 +8,11 @@ because a person asked; they do not consult the schedule):
   created together do not hit AWS together;
 - Recoverable failure: exponential back-off with "equal jitter" (2 s, 4 s, 8 s … each drawn from the upper
   half of its step), capped at 5 min and at the resync interval;
-- Terminal failure (Stalled): the next resync, as the spec or AWS must change first.
+- Terminal failure (Stalled): the next resync, as the spec or AWS must change first;
+- settling (AWS is still on its way, e.g. Inspector ENABLING): the back-off steps, without counting as a
+  failure anywhere else;
+- woken: an object waiting on another (a pipeline on an InspectorActivation) is due at the next tick once
+  that other object reports what it waited for.
 
 A pending findings refresh never shortens a back-off: it is served by the next attempt, whenever that is.
 Kept in memory, per object: after a restart kopf's resume handlers reconcile everything once, which is the
@@ -97,6 +101,17 @@ class Schedule:
                 delay = backoff(entry.failures, resync, self._rng)
             entry.next_attempt = self._clock() + delay
             return delay
+
+    def settling(self, uid: str, *, resync: float) -> float:
+        """Record that AWS is still changing state: re-read with the back-off steps; returns the delay."""
+        return self.failed(uid, terminal=False, resync=resync)
+
+    def wake(self, uid: str) -> None:
+        """Make an object due now (at its next tick), whatever it was waiting for."""
+        with self._lock:
+            entry = self._entries.get(uid)
+            if entry is not None:
+                entry.next_attempt = min(entry.next_attempt, self._clock())
 
     def forget(self, uid: str) -> None:
         with self._lock:

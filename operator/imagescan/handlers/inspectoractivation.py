@@ -1,0 +1,181 @@
+"""InspectorActivation handlers: every trigger runs one reconcile; ENABLED wakes the pipelines waiting for it.
+
+Thin like the ImagePipeline handlers: parse with the models, run the blocking inspector2 calls in the
+runtime's pool, write the whole status, and let the schedule decide when to look again (a type that is
+ENABLING is re-read with back-off, not every tick). Every activation is also kept in a kopf index (from its
+spec and last status) that the ImagePipeline handlers read to name the activation they wait for, and that
+deletion reads to never turn off a type another activation still wants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pydantic
+
+from imagescan import GROUP, VERSION
+from imagescan.aws import clients as aws_clients
+from imagescan.aws import errors
+from imagescan.handlers import runtime as runtime_
+from imagescan.handlers import status as status_
+from imagescan.models import inspectoractivation as m
+from imagescan.models import kstatus
+from imagescan.reconcile import access, activation
+
+RESOURCE = (GROUP, VERSION, "inspectoractivations")
+INDEX = "inspector_activations"
+INDEX_KEY = "all"
+PAUSED_ANNOTATION = f"{GROUP}/paused"
+INVALID_SPEC_RECHECK = 600.0
+Activations = kopf.Index[str, activation.View]
+
+
+def register(registry: kopf.OperatorRegistry, tick: float) -> None:
+    kopf.index(*RESOURCE, registry=registry, id=INDEX)(index_activation)
+    for decorator, handler_id in (
+        (kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume"),
+    ):
+        decorator(*RESOURCE, registry=registry, id=handler_id)(reconcile_now)
+    kopf.timer(*RESOURCE, registry=registry, id="resync", interval=tick, initial_delay=tick)(resync)
+    kopf.on.delete(*RESOURCE, registry=registry, id="delete")(delete)
+
+
+def index_activation(
+        name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo, **_: Any,
+) -> dict[str, activation.View]:
+    try:
+        parsed = m.InspectorActivationSpec.model_validate(dict(spec))
+    except pydantic.ValidationError:
+        return {}  # activates nothing (its own status says why); {} drops what kopf indexed before, None would not
+    shared: runtime_.Runtime = memo.runtime
+    try:
+        previous = m.InspectorActivationStatus.model_validate(dict(status))
+    except pydantic.ValidationError:
+        previous = m.InspectorActivationStatus()
+    deleting = meta.get("deletionTimestamp") is not None
+    return {INDEX_KEY: activation.view(name, parsed, previous, _default_region(shared), deleting)}
+
+
+async def reconcile_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger,
+                        **_: Any) -> None:
+    await _reconcile(body, patch, memo, logger)
+
+
+async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    shared: runtime_.Runtime = memo.runtime
+    uid = body.meta.uid or ""
+    if not shared.lock(uid).locked() and shared.schedule.due(uid).sync:
+        await _reconcile(body, patch, memo, logger)
+
+
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger) -> None:
+    shared: runtime_.Runtime = memo.runtime
+    uid = body.meta.uid or ""
+    async with shared.lock(uid):
+        previous = status_.read(m.InspectorActivationStatus, body)
+        generation = int(body.meta.get("generation") or 0)
+        try:
+            spec = m.InspectorActivationSpec.model_validate(dict(body.spec))
+        except pydantic.ValidationError as exc:
+            message = status_.problems(exc)
+            kopf.warn(body, reason="InvalidSpec", message=message)
+            status_.replace(patch, body, status_.invalid_spec(previous, message, generation))
+            shared.schedule.failed(uid, terminal=True, resync=INVALID_SPEC_RECHECK)
+            return
+        request = activation.Request(
+            spec=spec, uid=uid, generation=generation, region=spec.region or _default_region(shared),
+            previous=previous, paused=body.meta.annotations.get(PAUSED_ANNOTATION) == "true",
+        )
+        client = shared.clients.inspector2(request.region, _role(spec))
+        outcome = await shared.run_blocking(activation.sync, client, request)
+        status_.replace(patch, body, outcome.status)
+        _post_events(body, previous, outcome, logger)
+        _reschedule(shared, uid, spec, outcome, logger)
+        if outcome.status.account_id and outcome.enabled:
+            for waiting in shared.inspector_waiters.enabled(outcome.status.account_id, request.region,
+                                                            outcome.enabled):
+                shared.schedule.wake(waiting)
+
+
+def _role(spec: m.InspectorActivationSpec) -> aws_clients.Role | None:
+    grant = access.for_cluster(spec.role_arn, spec.external_id)
+    if grant.role_arn is None:
+        return None
+    return aws_clients.Role(arn=grant.role_arn, session_name=aws_clients.session_name_for(None),
+                            external_id=grant.external_id)
+
+
+def _default_region(shared: runtime_.Runtime) -> str:
+    try:
+        return shared.clients.default_region
+    except ValueError:
+        return ""
+
+
+def _reschedule(shared: runtime_.Runtime, uid: str, spec: m.InspectorActivationSpec,
+                outcome: activation.Outcome, logger: kopf.Logger) -> None:
+    resync = spec.resync_seconds
+    if outcome.error is not None:
+        delay = shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=resync)
+        kind = "Terminal" if outcome.error.terminal else "Recoverable"
+        logger.info("%s (%s %s); next attempt in %.0fs", outcome.error.message, kind, outcome.error.reason, delay)
+    elif outcome.settling:
+        delay = shared.schedule.settling(uid, resync=resync)
+        logger.debug("Inspector is changing state; next read in %.0fs", delay)
+    else:
+        shared.schedule.succeeded(uid, resync=resync, refresh=resync, findings_refreshed=False)
+
+
+def _post_events(body: kopf.Body, previous: m.InspectorActivationStatus, outcome: activation.Outcome,
+                 logger: kopf.Logger) -> None:
+    if outcome.wrote:
+        message = f"asked Amazon Inspector to activate {', '.join(body.spec.get('resourceTypes') or ['EC2', 'ECR'])}"
+        kopf.event(body, type="Normal", reason="InspectorEnabled", message=message)
+        logger.info(message)
+    ready = _ready(outcome.status)
+    before = _ready(previous)
+    if ready is None or ready.status == "True" or (before is not None and before.reason == ready.reason):
+        return
+    if outcome.error is not None:
+        kopf.warn(body, reason=ready.reason, message=ready.message)
+
+
+def _ready(status: m.InspectorActivationStatus) -> kstatus.Condition | None:
+    return next((c for c in status.conditions if c.type == kstatus.Type.READY), None)
+
+
+async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """deletionPolicy Disable turns off this activation's types that no other activation still wants."""
+    shared: runtime_.Runtime = memo.runtime
+    uid = body.meta.uid or ""
+    try:
+        spec = m.InspectorActivationSpec.model_validate(dict(body.spec))
+    except pydantic.ValidationError:
+        shared.forget(uid)
+        return
+    paused = body.meta.annotations.get(PAUSED_ANNOTATION) == "true"
+    if spec.deletion_policy != "Disable" or spec.management_policy == "Observe" or paused:
+        shared.forget(uid)
+        return
+    previous = status_.read(m.InspectorActivationStatus, body)
+    this = activation.view(body.meta.name or "", spec, previous, _default_region(shared))
+    others: Activations | None = kwargs.get(INDEX)
+    types = activation.types_to_disable(this, others.get(INDEX_KEY, []) if others is not None else [])
+    client = shared.clients.inspector2(this.region, _role(spec))
+    try:
+        async with shared.lock(uid):
+            wrote = await shared.run_blocking(activation.disable, client, types)
+    except errors.AwsError as exc:
+        if exc.terminal:
+            kopf.warn(body, reason=exc.reason, message=f"could not turn Inspector off: {exc.message}")
+            raise kopf.PermanentError(exc.message) from None
+        delay = shared.schedule.failed(uid, terminal=False, resync=300)
+        raise kopf.TemporaryError(exc.message, delay=delay) from None
+    kept = sorted(set(spec.resource_types) - set(types))
+    if wrote:
+        kopf.event(body, type="Normal", reason="InspectorDisabled",
+                   message=f"deletionPolicy Disable: turned off {', '.join(types)}")
+    if kept:
+        logger.info("kept %s on: another InspectorActivation still wants them", ", ".join(kept))
+    shared.forget(uid)
