@@ -51,6 +51,12 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MIN_INTERVAL_SECONDS = 60.0
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600.0
 MAX_TOP_FINDINGS = 50
+# Per finding in status: lists are bounded so one finding cannot take the 32 KiB status (Finding.omitted counts
+# what was left out).
+MAX_PACKAGES = 10
+MAX_RELATED = 10
+MAX_REFERENCE_URLS = 5
+MAX_ADJUSTMENTS = 10
 MAX_ECHOED_ANNOTATION = 256  # status.lastHandledReconcileAt; longer values are echoed as their hash
 # botocore's imagebuilder EcrConfiguration: repositoryName and each containerTags item are a NonEmptyString
 # (1-1024 characters). ECR is stricter: its RepositoryName shape (botocore's ecr model) is 2-256 characters
@@ -339,18 +345,49 @@ class CvssScore(base.CRDModel):
     version: str | None = None
     """CVSS version, e.g. 3.1."""
     vector: str | None = None
-    """CVSS vector string."""
+    """CVSS vector string (left out if longer than 256 characters)."""
+
+
+class CvssAdjustment(base.CRDModel):
+    """One change Inspector made to the published CVSS metrics for this environment."""
+
+    metric: str | None = None
+    """The CVSS metric changed, e.g. Attack Vector (at most 128 characters)."""
+    reason: str | None = None
+    """Why Inspector changed it (at most 200 characters)."""
+
+
+class AdjustedCvss(base.CRDModel):
+    """How Inspector arrived at its score: the CVSS score after its adjustments to this environment (AWS's
+    inspectorScoreDetails.adjustedCvss)."""
+
+    score: float | None = None
+    """The adjusted score, which is the Inspector score."""
+    vector: str | None = None
+    """The adjusted CVSS vector string (left out if longer than 256 characters)."""
+    version: str | None = None
+    """CVSS version of the adjusted vector, e.g. 3.1."""
+    score_source: str | None = None
+    """Where the score Inspector started from was published, e.g. NVD."""
+    cvss_source: str | None = None
+    """Who published the CVSS data, e.g. NVD."""
+    adjustments: list[CvssAdjustment] | None = pydantic.Field(default=None, max_length=MAX_ADJUSTMENTS)
+    """What Inspector changed and why (at most 10); none when the score is the published one."""
 
 
 class PackageRef(base.CRDModel):
-    """The vulnerable package."""
+    """A vulnerable package in the image; each text at most 128 characters (ending in an ellipsis when cut)."""
 
     name: str | None = None
     """Package name."""
     installed_version: str | None = None
-    """Version in the image."""
+    """Version in the image (version-release for OS packages)."""
     fixed_in_version: str | None = None
-    """First version with the fix, if any."""
+    """First version with the fix, if any (NotAvailable when there is none yet)."""
+    package_manager: str | None = None
+    """How the package was installed, e.g. OS, PIP, NPM, JAR."""
+    file_path: str | None = None
+    """Where the package is in the image, for language packages (the end of it, at most 256 characters)."""
 
 
 class Remediation(base.CRDModel):
@@ -359,32 +396,68 @@ class Remediation(base.CRDModel):
     text: str | None = None
     """Recommendation, shortened to 200 characters."""
     url: str | None = None
-    """Where the recommendation is explained."""
+    """Where the recommendation is explained (left out if longer than 256 characters)."""
+
+
+class Omitted(base.CRDModel):
+    """How much of a finding's lists status leaves out, so that it stays within 32 KiB."""
+
+    packages: int | None = pydantic.Field(default=None, ge=0)
+    """Vulnerable packages not in packages (it lists at most 10)."""
+    related_vulnerabilities: int | None = pydantic.Field(default=None, ge=0)
+    """Related vulnerability ids not in relatedVulnerabilities (it lists at most 10)."""
+    reference_urls: int | None = pydantic.Field(default=None, ge=0)
+    """Reference URLs not in referenceUrls (it lists at most 5, each at most 256 characters)."""
 
 
 class Finding(base.CRDModel):
-    """One of the worst findings of the latest image."""
+    """One of the worst findings of the latest image, with what the Image Builder console's finding panel shows."""
 
     vulnerability_id: str
     """CVE or other vulnerability id."""
     severity: str
     """UNTRIAGED, INFORMATIONAL, LOW, MEDIUM, HIGH or CRITICAL."""
+    title: str | None = None
+    """The finding's title, e.g. CVE-2024-1234 - openssl (at most 200 characters)."""
+    description: str | None = None
+    """What the vulnerability is, cut to 400 characters (ending in an ellipsis when cut)."""
     inspector_score: float | None = None
     """Inspector's score, adjusted to the environment."""
     cvss: CvssScore | None = None
     """The published CVSS score, to compare with the Inspector score."""
+    adjusted_cvss: AdjustedCvss | None = None
+    """How the Inspector score was derived from the published CVSS: adjusted vector and what changed why."""
     package: PackageRef | None = None
-    """The vulnerable package."""
+    """The first vulnerable package (name, installedVersion, fixedInVersion); all of them are in packages."""
+    packages: list[PackageRef] | None = pydantic.Field(default=None, max_length=MAX_PACKAGES)
+    """Every vulnerable package, at most 10 (omitted.packages counts the rest)."""
     fix_available: str | None = None
     """YES, NO or PARTIAL."""
     remediation: Remediation | None = None
     """What to do about it."""
+    related_vulnerabilities: list[str] | None = pydantic.Field(default=None, max_length=MAX_RELATED)
+    """Ids of related vulnerabilities, e.g. a distribution's advisory for the same CVE (at most 10)."""
+    source: str | None = None
+    """Where the vulnerability was published, e.g. NVD or a distribution's security tracker."""
+    vendor_severity: str | None = None
+    """The severity its publisher gave it, before Inspector's scoring."""
     vendor_published_at: str | None = None
     """When the vendor published the vulnerability."""
+    vendor_updated_at: str | None = None
+    """When the vendor last changed the vulnerability."""
     first_observed_at: str | None = None
     """When Inspector first saw it in this image."""
     nvd_url: str | None = None
-    """Link to the vulnerability's NVD page."""
+    """Link to the vulnerability's NVD page (for ids other than CVEs: where its publisher describes it)."""
+    reference_urls: list[str] | None = pydantic.Field(default=None, max_length=MAX_REFERENCE_URLS)
+    """Further reading about the vulnerability (at most 5 links; longer than 256 characters are left out)."""
+    omitted: Omitted | None = None
+    """How many packages, related ids and links the lists above leave out."""
+    trimmed: bool | None = None
+    """True when detail was left out of this finding to keep status within 32 KiB, the least severe findings
+    first and in steps: title, description and links; then all but the fields before packages were listed;
+    then all but vulnerabilityId, severity, scores, package, fixAvailable and vendorPublishedAt. imagescan
+    findings --source aws --detail shows all of it."""
 
 
 class FindingsStatus(base.CRDModel):
@@ -398,6 +471,11 @@ class FindingsStatus(base.CRDModel):
     """The newest build and its findings counts."""
     top: list[Finding] = pydantic.Field(default_factory=list, max_length=MAX_TOP_FINDINGS)
     """Worst findings of the latest build: highest severity, then highest Inspector score."""
+    top_trimmed: int | None = pydantic.Field(default=None, ge=0)
+    """How many entries of top had detail left out to keep status within 32 KiB (see top[].trimmed)."""
+    top_omitted: int | None = pydantic.Field(default=None, ge=0)
+    """How many of the spec.findings.top worst findings were left out of top entirely to keep status within
+    32 KiB: the least severe, and only once every listed one is down to its essentials."""
 
 
 class ImagePipelineStatus(base.CRDModel):

@@ -19,9 +19,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import heapq
+import json
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,37 +37,122 @@ _SMALL_BUCKETS = ("UNTRIAGED", "INFORMATIONAL")
 _AGGREGATED = ("CRITICAL", "HIGH", "MEDIUM")
 _PREFERENCE = ("image", "pipeline", "shared")  # among equal costs: the own listings give the top list too
 REMEDIATION_TEXT_LIMIT = 200
+# What one finding may take in status (the CRD's descriptions say the same): enough for the console's panel,
+# bounded so that status stays within 32 KiB at top 10 without trimming (``pipeline.fit`` trims the rest).
+DESCRIPTION_LIMIT = 400
+TITLE_LIMIT = 200
+REASON_LIMIT = 200
+TEXT_LIMIT = 128  # package names and versions, sources, metric names: real ones are far shorter
+FILE_PATH_LIMIT = 256
+URL_LIMIT = 256  # a longer URL or CVSS vector is left out rather than cut: a cut one leads nowhere
 NVD_URL = "https://nvd.nist.gov/vuln/detail/{}"
 
 
 def summarize(raw: dict[str, Any]) -> m.Finding:
-    """The compact form of an ImageScanFinding that status keeps."""
+    """What status keeps of an ImageScanFinding: what the console's finding panel shows, each text and list
+    bounded (``Finding.omitted`` counts what a list leaves out)."""
     details = raw.get("packageVulnerabilityDetails") or {}
-    vulnerability_id = str(details.get("vulnerabilityId") or raw.get("title") or "unknown")
-    package = (details.get("vulnerablePackages") or [{}])[0]
+    vulnerability_id = _vulnerability_id(raw)
+    packages = [_package(p) for p in details.get("vulnerablePackages") or [] if p]
+    related = [str(r) for r in details.get("relatedVulnerabilities") or []]
+    links = [str(u) for u in details.get("referenceUrls") or []]
+    kept_links = [u for u in links if len(u) <= URL_LIMIT][: m.MAX_REFERENCE_URLS]
     cvss = _pick_cvss(details.get("cvss") or [])
     recommendation = (raw.get("remediation") or {}).get("recommendation") or {}
-    text = recommendation.get("text")
-    if text and len(text) > REMEDIATION_TEXT_LIMIT:
-        text = text[: REMEDIATION_TEXT_LIMIT - 1] + "…"
     return m.Finding(
         vulnerability_id=vulnerability_id,
-        severity=str(raw.get("severity") or "UNTRIAGED"),
+        severity=_severity(raw),
+        title=cut(raw.get("title"), TITLE_LIMIT),
+        description=cut(raw.get("description"), DESCRIPTION_LIMIT),
         inspector_score=raw.get("inspectorScore"),
         cvss=m.CvssScore(
-            base_score=cvss.get("baseScore"), source=cvss.get("source"),
-            version=cvss.get("version"), vector=cvss.get("scoringVector"),
+            base_score=cvss.get("baseScore"), source=cut(cvss.get("source"), TEXT_LIMIT),
+            version=cut(cvss.get("version"), TEXT_LIMIT), vector=whole(cvss.get("scoringVector"), URL_LIMIT),
         ) if cvss else None,
-        package=m.PackageRef(
-            name=package.get("name"), installed_version=_version(package),
-            fixed_in_version=package.get("fixedInVersion"),
-        ) if package else None,
+        adjusted_cvss=_adjusted((raw.get("inspectorScoreDetails") or {}).get("adjustedCvss")),
+        package=packages[0].model_copy(update={"package_manager": None, "file_path": None}) if packages else None,
+        packages=packages[: m.MAX_PACKAGES] or None,
         fix_available=raw.get("fixAvailable"),
-        remediation=m.Remediation(text=text, url=recommendation.get("url")) if recommendation else None,
+        remediation=m.Remediation(
+            text=cut(recommendation.get("text"), REMEDIATION_TEXT_LIMIT),
+            url=whole(recommendation.get("url"), URL_LIMIT),
+        ) if recommendation else None,
+        related_vulnerabilities=related[: m.MAX_RELATED] or None,
+        source=cut(details.get("source"), TEXT_LIMIT),
+        vendor_severity=cut(details.get("vendorSeverity"), TEXT_LIMIT),
         vendor_published_at=_timestamp(details.get("vendorCreatedAt")),
+        vendor_updated_at=_timestamp(details.get("vendorUpdatedAt")),
         first_observed_at=_timestamp(raw.get("firstObservedAt")),
-        nvd_url=NVD_URL.format(vulnerability_id) if vulnerability_id.startswith("CVE-") else details.get("sourceUrl"),
+        nvd_url=NVD_URL.format(vulnerability_id) if vulnerability_id.startswith("CVE-")
+        else whole(details.get("sourceUrl"), URL_LIMIT),
+        reference_urls=kept_links or None,
+        omitted=_omitted(packages=len(packages) - m.MAX_PACKAGES, related_vulnerabilities=len(related) - m.MAX_RELATED,
+                         reference_urls=len(links) - len(kept_links)),
     )
+
+
+def cut(text: Any, limit: int) -> str | None:
+    """``text`` in at most ``limit`` characters, ending in an ellipsis when it was cut."""
+    if text is None:
+        return None
+    whole = str(text)
+    return whole if len(whole) <= limit else whole[: limit - 1] + "…"
+
+
+def whole(text: Any, limit: int) -> str | None:
+    """``text`` if it has at most ``limit`` characters, else None (for what a cut would break)."""
+    return str(text) if text is not None and len(str(text)) <= limit else None
+
+
+def _cut_start(text: Any, limit: int) -> str | None:
+    """The end of ``text`` (where a path names the package) in at most ``limit`` characters."""
+    if text is None:
+        return None
+    whole = str(text)
+    return whole if len(whole) <= limit else "…" + whole[len(whole) - limit + 1:]
+
+
+def _vulnerability_id(raw: dict[str, Any]) -> str:
+    details = raw.get("packageVulnerabilityDetails") or {}
+    return str(details.get("vulnerabilityId") or raw.get("title") or "unknown")
+
+
+def _severity(raw: dict[str, Any]) -> str:
+    return str(raw.get("severity") or "UNTRIAGED")
+
+
+def sort_key(raw: dict[str, Any]) -> tuple[int, float, str]:
+    """``worst_first`` of ``summarize(raw)``, without building it: most findings listed are never kept."""
+    return severity_rank(_severity(raw)), -(raw.get("inspectorScore") or 0.0), _vulnerability_id(raw)
+
+
+def _package(raw: dict[str, Any]) -> m.PackageRef:
+    return m.PackageRef(
+        name=cut(raw.get("name"), TEXT_LIMIT), installed_version=cut(_version(raw), TEXT_LIMIT),
+        fixed_in_version=cut(raw.get("fixedInVersion"), TEXT_LIMIT),
+        package_manager=cut(raw.get("packageManager"), TEXT_LIMIT),
+        file_path=_cut_start(raw.get("filePath"), FILE_PATH_LIMIT),
+    )
+
+
+def _adjusted(raw: dict[str, Any] | None) -> m.AdjustedCvss | None:
+    if not raw:
+        return None
+    adjustments = [
+        m.CvssAdjustment(metric=cut(a.get("metric"), TEXT_LIMIT), reason=cut(a.get("reason"), REASON_LIMIT))
+        for a in raw.get("adjustments") or [] if a
+    ]
+    return m.AdjustedCvss(
+        score=raw.get("score"), vector=whole(raw.get("scoringVector"), URL_LIMIT),
+        version=cut(raw.get("version"), TEXT_LIMIT),
+        score_source=cut(raw.get("scoreSource"), TEXT_LIMIT), cvss_source=cut(raw.get("cvssSource"), TEXT_LIMIT),
+        adjustments=adjustments[: m.MAX_ADJUSTMENTS] or None,
+    )
+
+
+def _omitted(**left_out: int) -> m.Omitted | None:
+    counts = {name: count for name, count in left_out.items() if count > 0}
+    return m.Omitted(**counts) if counts else None
 
 
 def _pick_cvss(scores: list[dict[str, Any]]) -> dict[str, Any]:
@@ -105,6 +192,101 @@ def top(findings: Iterable[m.Finding], n: int) -> list[m.Finding]:
     return heapq.nsmallest(n, findings, key=worst_first)
 
 
+def top_of_raw(raws: Iterable[dict[str, Any]], n: int) -> list[m.Finding]:
+    """``top`` of ImageScanFindings as AWS returns them: only the ``n`` kept are summarized."""
+    return [summarize(raw) for raw in heapq.nsmallest(n, raws, key=sort_key)]
+
+
+# What a finding keeps as status runs out of room, most first. Prose and links go first (the NVD page has
+# them); then everything but what status held before the console's detail was added; then all but what a
+# FindingsPolicy and the findings table read (the NVD link of a CVE is known from its id).
+_WITHOUT_PROSE = frozenset(m.Finding.model_fields) - {"title", "description", "reference_urls"}
+_SUMMARY = frozenset({
+    "vulnerability_id", "severity", "inspector_score", "cvss", "package", "fix_available", "remediation",
+    "vendor_published_at", "first_observed_at", "nvd_url", "trimmed",
+})
+_ESSENTIALS = frozenset({
+    "vulnerability_id", "severity", "inspector_score", "cvss", "package", "fix_available", "vendor_published_at",
+    "trimmed",
+})
+
+
+def fit_top(summary: m.FindingsStatus, budget: int) -> m.FindingsStatus:
+    """``summary`` with its top list in at most ``budget`` bytes of JSON (between the brackets), losing the
+    least. From the least severe finding (the end of the list) up, each sheds its detail in steps (prose and
+    links, then all but the summary, then all but the essentials) before a worse one loses anything; what
+    room that leaves goes back to the worst findings, as much detail as fits. Only when every finding is down
+    to its essentials are findings dropped, from the end. ``topTrimmed`` and ``topOmitted`` say how many."""
+    levels = [_levels(finding) for finding in summary.top]
+    chosen = [0] * len(levels)  # each finding's level: 0 is all of it
+
+    def total() -> int:
+        return _list_size([levels[i][level][1] for i, level in enumerate(chosen)])
+
+    for index in reversed(range(len(levels))):
+        while total() > budget and chosen[index] < len(levels[index]) - 1:
+            chosen[index] += 1
+    while levels and total() > budget:
+        levels.pop()
+        chosen.pop()
+    for index, level in enumerate(chosen):
+        room = budget - total() + levels[index][level][1]
+        chosen[index] = next(fuller for fuller in range(level + 1) if levels[index][fuller][1] <= room)
+    listed = [levels[i][level][0] for i, level in enumerate(chosen)]
+    trimmed = sum(1 for finding in listed if finding.trimmed)
+    dropped = len(summary.top) - len(listed)
+    return summary.model_copy(update={
+        "top": listed, "top_trimmed": trimmed or None, "top_omitted": (summary.top_omitted or 0) + dropped or None,
+    })
+
+
+def _levels(finding: m.Finding) -> list[tuple[m.Finding, int]]:
+    """The finding as each shedding step leaves it (the first: all of it), with its size."""
+    levels = [finding]
+    for shed in _SHEDDING:
+        levels.append(shed(levels[-1]))
+    return [(level, _json_size(level)) for level in levels]
+
+
+def _without_prose(finding: m.Finding) -> m.Finding:
+    return _keep_only(finding, _WITHOUT_PROSE)
+
+
+def _summary(finding: m.Finding) -> m.Finding:
+    return _keep_only(finding, _SUMMARY)
+
+
+def _essentials(finding: m.Finding) -> m.Finding:
+    kept = _keep_only(finding, _ESSENTIALS)
+    if kept.cvss is None or kept.cvss.vector is None:
+        return kept
+    return kept.model_copy(update={"cvss": kept.cvss.model_copy(update={"vector": None}), "trimmed": True})
+
+
+def _keep_only(finding: m.Finding, fields: frozenset[str]) -> m.Finding:
+    """The finding without the fields not in ``fields``, marked trimmed if that left anything out."""
+    left_out = [name for name in m.Finding.model_fields if name not in fields and getattr(finding, name) is not None]
+    if not left_out:
+        return finding
+    update: dict[str, Any] = {**dict.fromkeys(left_out), "trimmed": True}
+    if finding.omitted is not None and "omitted" in fields and "reference_urls" in left_out:
+        update["omitted"] = _omitted(packages=finding.omitted.packages or 0,
+                                     related_vulnerabilities=finding.omitted.related_vulnerabilities or 0)
+    return finding.model_copy(update=update)
+
+
+_SHEDDING = (_without_prose, _summary, _essentials)
+
+
+def _json_size(finding: m.Finding) -> int:
+    # json.dumps as pipeline.fit measures status: its separators' spaces overstate what the API server stores.
+    return len(json.dumps(finding.to_k8s()))
+
+
+def _list_size(sizes: list[int]) -> int:
+    return sum(sizes) + 2 * max(0, len(sizes) - 1)
+
+
 def six_levels(aggregated: dict[str, int], small_bucket_count: Callable[[str], int]) -> m.SeverityCounts:
     """All six levels from the aggregation counts; the small buckets are looked up only when some
     findings are below medium."""
@@ -124,18 +306,40 @@ def count_of(counts: m.SeverityCounts, severity: str) -> int:
     return int(getattr(counts, severity.lower()))
 
 
+SortKey = tuple[int, float, str]
+Entry = tuple[SortKey, bytes]
+
+
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """One image's worst findings in a bucket: their sort keys, and their JSON (one line each) compressed
+    together. A finding with the console's detail is about 1.5 KB of JSON, and one image's findings share
+    most of their text (package names, links, vectors), so zlib keeps about a sixth of it."""
+
+    keys: tuple[SortKey, ...]
+    packed: bytes
+
+    @classmethod
+    def of(cls, entries: list[Entry]) -> Kept:
+        return cls(tuple(key for key, _ in entries), zlib.compress(b"\n".join(data for _, data in entries)))
+
+    def entries(self) -> list[Entry]:
+        # JSON escapes newlines inside strings, so a newline only ever separates two findings.
+        return list(zip(self.keys, zlib.decompress(self.packed).split(b"\n"), strict=True))
+
+
 @dataclasses.dataclass(frozen=True)
 class Bucket:
     """The findings of one severity in one account and region, as of ``fetched_at`` (when the listing started,
     on the cache's wall clock, so a build that settled later is known not to be in it): counts per image and
     per pipeline and, for the severities a top list reads from shared lists, each image's ``kept`` worst
-    findings (as many as the longest top list asked for, as compact JSON with their sort key), so memory
+    findings (as many as the longest top list asked for, as compressed JSON with their sort keys), so memory
     stays bounded however many findings the account has. The small buckets only serve counts."""
 
     fetched_at: float
     per_image: dict[str, int]
     per_pipeline: dict[str, int]
-    worst: dict[str, list[tuple[tuple[int, float, str], bytes]]] | None
+    worst: dict[str, Kept] | None
     kept: int = 0
 
     def serves(self, settled_at: float) -> bool:
@@ -149,8 +353,9 @@ class Bucket:
     def image_count(self, image_arn: str) -> int:
         return self.per_image.get(image_arn, 0)
 
-    def worst_of(self, image_arn: str) -> list[tuple[tuple[int, float, str], bytes]]:
-        return (self.worst or {}).get(image_arn, [])
+    def worst_of(self, image_arn: str) -> list[Entry]:
+        kept = (self.worst or {}).get(image_arn)
+        return kept.entries() if kept is not None else []
 
 
 class AccountBuckets:
@@ -237,21 +442,24 @@ class AccountBuckets:
         per_pipeline: dict[str, int] = {}
         if severity in _SMALL_BUCKETS:
             keep = 0
-        worst: dict[str, list[tuple[tuple[int, float, str], bytes]]] = {}
+        worst: dict[str, list[Entry]] = {}
+        bounds: dict[str, SortKey] = {}  # an image's keep-th worst so far: nothing after it can be kept
         for raw in aws_findings.iter_findings(client, "severity", severity):
             image = str(raw.get("imageBuildVersionArn"))
             pipeline = str(raw.get("imagePipelineArn"))
             per_image[image] = per_image.get(image, 0) + 1
             per_pipeline[pipeline] = per_pipeline.get(pipeline, 0) + 1
-            if keep:
-                finding = summarize(raw)
-                kept = worst.setdefault(image, [])
-                kept.append((worst_first(finding), finding.model_dump_json(by_alias=True).encode()))
-                if len(kept) >= 2 * keep:
-                    worst[image] = heapq.nsmallest(keep, kept)
+            key = sort_key(raw)
+            if not keep or (image in bounds and key >= bounds[image]):
+                continue
+            kept = worst.setdefault(image, [])
+            kept.append((key, summarize(raw).model_dump_json(by_alias=True, exclude_none=True).encode()))
+            if len(kept) >= 2 * keep:
+                kept = worst[image] = heapq.nsmallest(keep, kept)
+                bounds[image] = kept[-1][0]
         return Bucket(
             fetched_at=started, per_image=per_image, per_pipeline=per_pipeline,
-            worst={image: heapq.nsmallest(keep, kept) for image, kept in worst.items()} if keep else None,
+            worst={image: Kept.of(heapq.nsmallest(keep, kept)) for image, kept in worst.items()} if keep else None,
             kept=keep,
         )
 
@@ -387,16 +595,16 @@ def _list_own(scope: Scope, filter_name: str, value: str) -> _Listing:
     listed = dict.fromkeys(SEVERITIES, 0)
     image = dict.fromkeys(SEVERITIES, 0)
 
-    def image_findings() -> Iterable[m.Finding]:
+    def image_findings() -> Iterable[dict[str, Any]]:
         for raw in aws_findings.iter_findings(scope.client, filter_name, value):
             severity = _known(raw.get("severity"))
             listed[severity] += 1
             if scope.image_arn is not None and raw.get("imageBuildVersionArn") == scope.image_arn:
                 image[severity] += 1
-                yield summarize(raw)
+                yield raw
 
     found = image_findings()
-    worst = top(found, scope.top_n)
+    worst = top_of_raw(found, scope.top_n)
     collections.deque(found, maxlen=0)  # the counts need every page, whatever ``top`` left unread (n = 0)
     return _Listing(listed, image, worst)
 
@@ -444,7 +652,7 @@ def refresh_top(scope: Scope, counts: m.SeverityCounts, buckets: AccountBuckets)
             ).worst_of(image_arn)
         ]
         return [m.Finding.model_validate_json(data) for _, data in heapq.nsmallest(scope.top_n, pool)]
-    return top(_image_findings(scope, counts, needed), scope.top_n)
+    return top_of_raw(_image_findings(scope, counts, needed), scope.top_n)
 
 
 def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets, per_page: int) -> float:
@@ -463,7 +671,7 @@ def _bucket_pages(scope: Scope, needed: list[str], buckets: AccountBuckets, per_
     return pages
 
 
-def _image_findings(scope: Scope, counts: m.SeverityCounts, needed: list[str]) -> Iterable[m.Finding]:
+def _image_findings(scope: Scope, counts: m.SeverityCounts, needed: list[str]) -> Iterable[dict[str, Any]]:
     """The image's findings of the needed severities; stops once all of them have been seen."""
     assert scope.image_arn is not None
     remaining = {severity: count_of(counts, severity) for severity in needed}
@@ -471,7 +679,7 @@ def _image_findings(scope: Scope, counts: m.SeverityCounts, needed: list[str]) -
     for raw in aws_findings.iter_findings(scope.client, "imageBuildVersionArn", scope.image_arn):
         severity = str(raw.get("severity"))
         if severity in remaining:
-            yield summarize(raw)
+            yield raw
             left -= 1
             if left <= 0:
                 return
