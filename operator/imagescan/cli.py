@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from imagescan.aws import clients as aws_clients
+from imagescan.emulator import options as emulator_options
 from imagescan.reconcile import findings as summary
 
 if TYPE_CHECKING:
@@ -34,8 +35,10 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
     run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     run.add_argument("--region", help="AWS region for pipelines given by name (default: the boto3 chain)")
-    run.add_argument("--aws-endpoint-url", help="send every AWS call here, e.g. an emulator "
-                     "(default: botocore's AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_IMAGEBUILDER)")
+    run.add_argument("--aws-endpoint-url", help="send Image Builder, Inspector and ECR calls here, e.g. an emulator "
+                     "(default: botocore's AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_IMAGEBUILDER...); not AssumeRole")
+    run.add_argument("--sts-endpoint-url", help="assume IAM roles (spec.roleArn) through this STS endpoint "
+                     "(default: botocore's AWS_ENDPOINT_URL_STS / the default region's STS endpoint)")
     run.add_argument("--workers", type=int, default=10, help="threads for AWS calls (default 10)")
     run.add_argument("--tick", type=float, default=10.0, help="seconds between due-checks per object (default 10)")
     run.add_argument("--liveness", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
@@ -99,8 +102,8 @@ def parser() -> argparse.ArgumentParser:
                           "(default: botocore's AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_IMAGEBUILDER)")
     findings.set_defaults(command=_findings)
 
-    emulator = commands.add_parser("emulator", help="serve the Image Builder + Inspector emulator", add_help=False)
-    emulator.add_argument("rest", nargs=argparse.REMAINDER)
+    emulator = commands.add_parser("emulator", help="serve the Image Builder + Inspector emulator")
+    emulator_options.add_arguments(emulator)
     emulator.set_defaults(command=_emulator)
     return parser
 
@@ -125,7 +128,8 @@ def run_config(args: argparse.Namespace) -> runtime.Config:
 
     return runtime.Config(
         aws=aws_clients.Settings(
-            default_region=args.region, endpoint_url=args.aws_endpoint_url, workers=args.workers,
+            default_region=args.region, endpoint_url=args.aws_endpoint_url,
+            sts_endpoint_url=args.sts_endpoint_url, workers=args.workers,
         ),
         tick=args.tick,
         namespaces=tuple(args.namespace),
@@ -201,7 +205,7 @@ def _findings(args: argparse.Namespace) -> int:
 def _emulator(args: argparse.Namespace) -> int:
     from imagescan.emulator import server
 
-    return int(server.main(args.rest) or 0)
+    return server.serve(args)
 
 
 if __name__ == "__main__":

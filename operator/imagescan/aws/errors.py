@@ -11,6 +11,8 @@ import re
 
 from botocore import exceptions as botocore_exceptions
 
+from imagescan.aws import credentials, retries
+
 
 class AwsError(Exception):
     """A failed AWS call, with what the user should read about it."""
@@ -68,6 +70,18 @@ class InvalidSpec(AwsError):
     reason = "InvalidSpec"
 
 
+class AssumeRoleFailed(AwsError):
+    """The operator could not assume the role: Terminal when STS refused (the role's trust policy, its
+    ExternalId condition or the operator's own IAM permissions must change), Recoverable when STS was
+    throttling, failing or unreachable."""
+
+    reason = "AssumeRoleFailed"
+
+    def __init__(self, message: str, *, terminal: bool, code: str = "") -> None:
+        super().__init__(message, code=code, operation="AssumeRole")
+        self.terminal = terminal
+
+
 # Request parameters that come from the spec, and the spec field each comes from, so the message names
 # what the user wrote. Longest first: the first prefix that matches wins.
 _SPEC_FIELDS = (
@@ -118,6 +132,10 @@ def from_exception(exc: Exception) -> AwsError:
     """Any exception out of a boto3 call, translated; unknown ones are re-raised as they are."""
     if isinstance(exc, AwsError):
         return exc
+    if isinstance(exc, credentials.AssumeRoleError):
+        return from_assume_role(exc.role_arn, exc.__cause__ or exc)
+    if isinstance(exc, botocore_exceptions.ClientError) and exc.operation_name == "AssumeRole":
+        return from_assume_role(None, exc)
     if isinstance(exc, botocore_exceptions.ClientError):
         return from_client_error(exc)
     if isinstance(exc, botocore_exceptions.NoCredentialsError | botocore_exceptions.PartialCredentialsError):
@@ -130,6 +148,38 @@ def from_exception(exc: Exception) -> AwsError:
         # Connection failures, timeouts and the like: the network or the endpoint, not the request.
         return Unavailable(f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
     raise exc
+
+
+def from_assume_role(role_arn: str | None, cause: BaseException) -> AssumeRoleFailed:
+    """A failed AssumeRole (botocore raises it from the first call signed with the role, or from the call
+    that found the credentials due for refresh); botocore's standard mode has already retried it."""
+    role = f" {role_arn}" if role_arn else ""
+    if isinstance(cause, botocore_exceptions.ClientError):
+        error = cause.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        recoverable = code in _STS_TRANSIENT or code in retries.THROTTLING_CODES or status >= 500
+        detail = f"{code}: {error.get('Message') or code}"
+    else:
+        code = type(cause).__name__
+        # Connection errors and timeouts clear by themselves; missing source credentials or a request botocore
+        # refused to send (a session name or external id STS does not accept) do not.
+        recoverable = isinstance(cause, botocore_exceptions.BotoCoreError) and not isinstance(
+            cause, _SOURCE_OR_REQUEST_ERRORS,
+        )
+        detail = f"{code}: {cause}"
+    hint = "" if recoverable else (
+        " (the role's trust policy, its ExternalId condition or the operator's IAM permissions must allow it)"
+    )
+    return AssumeRoleFailed(f"AssumeRole{role}: {detail}{hint}", terminal=not recoverable, code=code)
+
+
+# STS's own transient codes (its throttling code is "Throttling", not Image Builder's).
+_STS_TRANSIENT = frozenset({"Throttling", "IDPCommunicationError", "ServiceUnavailable", "InternalFailure"})
+_SOURCE_OR_REQUEST_ERRORS = (
+    botocore_exceptions.NoCredentialsError, botocore_exceptions.PartialCredentialsError,
+    botocore_exceptions.ParamValidationError,
+)
 
 
 def from_param_validation(exc: botocore_exceptions.ParamValidationError) -> AwsError:
