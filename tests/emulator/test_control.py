@@ -33,3 +33,22 @@ def test_unknown_control_path_is_a_404_not_an_aws_error() -> None:
     with server.Emulator(seed=1, pipelines=0) as emu:
         status, _, body = emu.handle("GET", "/_emulator/nothing", {}, b"")
         assert status == 404 and b"no emulator control" in body
+
+
+def test_accounts_and_inspector_over_http() -> None:
+    with server.Emulator(seed=1, pipelines=0, inspector_enabled=False) as emu:
+        arn = _call(emu, "POST", "pipelines", {"names": ["far"], "accountId": "210987654321", "region": "eu-west-1"})
+        assert arn["arns"] == ["arn:aws:imagebuilder:eu-west-1:210987654321:image-pipeline/far"]
+        _call(emu, "POST", "identities", {"accessKeyId": "AKIAFAR", "accountId": "210987654321"})
+        assert "AKIAFAR" in emu.identities
+        _call(emu, "POST", "inspector", {"accountId": "210987654321", "region": "eu-west-1",
+                                         "states": {"ECR": "SUSPENDED"}})
+        assert emu.world.inspector_status("210987654321", region="eu-west-1")["ECR"] == "SUSPENDED"
+        _call(emu, "POST", "inspector/delay", {"s": 2.5})
+        assert emu.inspector_delay_s == 2.5
+        failure = {"accountId": "123456789012", "resourceType": "EC2"}
+        _call(emu, "POST", "inspector/fail", {**failure, "errorCode": "SSM_THROTTLED", "message": "Slow down."})
+        emu.world.inspector.enable(("123456789012", "us-east-1"), ["EC2"])
+        assert emu.world.inspector.states(("123456789012", "us-east-1"))["EC2"].error_code == "SSM_THROTTLED"
+        _call(emu, "POST", "inspector/heal", failure)
+        assert emu.world.inspector.enable(("123456789012", "us-east-1"), ["EC2"]) == {}

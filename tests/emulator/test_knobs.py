@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import os
 import signal
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from imagescan.emulator import server
+from imagescan.emulator import options, server
 
 from .conftest import make_client
 
@@ -130,6 +131,32 @@ def test_module_entry_point() -> None:
         assert line.startswith("endpoint_url: http://127.0.0.1:")
         client = make_client("imagebuilder", line.split()[-1])
         assert len(client.list_image_pipelines()["imagePipelineList"]) == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_command_line_accounts_and_inspector_flags() -> None:
+    parser = argparse.ArgumentParser()
+    options.add_arguments(parser)
+    args = parser.parse_args(["--sts-endpoint-url", "http://sts.local", "--inspector-delay-s", "1.5"])
+    assert (args.sts_endpoint_url, args.inspector_delay_s) == ("http://sts.local", 1.5)
+    defaults = parser.parse_args([])
+    assert (defaults.sts_endpoint_url, defaults.inspector_delay_s) == (None, 0.0)
+
+
+def test_imagescan_emulator_passes_the_new_flags_through() -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagescan.cli", "emulator", "--port", "0", "--pipelines", "1", "--no-inspector",
+         "--inspector-delay-s", "5"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1]
+        inspector = make_client("inspector2", url)
+        assert inspector.enable(resourceTypes=["ECR"])["accounts"][0]["resourceStatus"]["ecr"] == "ENABLING"
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0

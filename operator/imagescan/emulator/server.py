@@ -36,6 +36,7 @@ from imagescan.emulator import (
     identity,
     imagebuilder,
     inspector,
+    options,
     protocol,
     validation,
     world,
@@ -385,31 +386,17 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imagescan-emulator", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4599, help="0 picks a free port")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--pipelines", type=int, default=4)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument(
-        "--fail-rate", type=float, default=0.0, help="fraction of calls failing with throttling/unavailable errors"
-    )
-    parser.add_argument("--account-id", default="123456789012")
-    parser.add_argument("--region", default="us-east-1")
-    parser.add_argument("--no-inspector", action="store_true", help="start with Inspector disabled")
-    parser.add_argument(
-        "--sts-endpoint-url", help="resolve callers' access keys to accounts with STS GetCallerIdentity here "
-        "(e.g. moto's server); default: every caller is --account-id"
-    )
-    parser.add_argument(
-        "--inspector-delay-s", type=float, default=0.0,
-        help="seconds Inspector stays ENABLING/DISABLING after Enable/Disable (default 0: immediate)",
-    )
+    options.add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the emulator until Ctrl-C/SIGTERM, printing the endpoint and the seeded pipelines."""
-    args = _parser().parse_args(argv)
+    """``python -m imagescan.emulator``: parse the options, then ``serve``."""
+    return serve(_parser().parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the emulator with parsed ``options`` until Ctrl-C/SIGTERM, printing the endpoint and pipelines."""
     emu = Emulator(
         seed=args.seed,
         pipelines=args.pipelines,
