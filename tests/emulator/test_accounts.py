@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from imagescan.emulator import server
+from imagescan.emulator import identity, server
 from tests.support.moto import Moto
 
 from .conftest import ACCOUNT, REGION, client_as
@@ -155,3 +155,20 @@ def test_ecr_reads_the_callers_registry_in_the_signing_region(
     details = ecr.describe_images(repositoryName=repository)["imageDetails"]
     assert {detail["registryId"] for detail in details} == {OTHER}
     assert tag in {t for detail in details for t in detail["imageTags"]}
+
+
+def test_sts_is_asked_once_per_access_key(
+    multi: server.Emulator, moto_server: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    real = identity._ask_sts
+
+    def counting(endpoint_url: str, access_key_id: str, region: str) -> Any:
+        asked.append(access_key_id)
+        return real(endpoint_url, access_key_id, region)
+
+    monkeypatch.setattr(identity, "_ask_sts", counting)
+    keys = _assume(moto_server, OTHER)
+    for region in (REGION, WEST, REGION):
+        _as(multi, "imagebuilder", keys, region=region).list_image_pipelines()
+    assert asked == [keys.access_key_id]
