@@ -271,6 +271,7 @@ def test_no_credentials_of_its_own_fails_the_first_call_not_the_client(
         pipelines.find_arn(client, "anything")
     assert isinstance(raised.value, errors.AssumeRoleFailed) and raised.value.terminal
     assert raised.value.code == "NoCredentialsError" and ROLE_A in raised.value.message
+    assert "no AWS credentials of its own" in raised.value.message
     assert sts.assumed_roles() == []
 
 

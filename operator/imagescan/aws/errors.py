@@ -2,7 +2,9 @@
 
 botocore reports everything as ``ClientError`` with a code string; the reconciler needs to know one thing
 about a failure: must the spec (or the AWS side) change for it to clear (Terminal), or will it clear by
-itself (Recoverable)? Each class answers that and carries the condition reason shown to the user.
+itself (Recoverable)? Each class answers that and carries the condition reason shown to the user. A role
+that could not be assumed is reported as such (AssumeRoleFailed, naming the role) whichever call found out:
+botocore assumes lazily, so the failure comes out of an Image Builder or Inspector call.
 """
 
 from __future__ import annotations
@@ -168,18 +170,19 @@ def from_assume_role(role_arn: str | None, cause: BaseException) -> AssumeRoleFa
             cause, _SOURCE_OR_REQUEST_ERRORS,
         )
         detail = f"{code}: {cause}"
-    hint = "" if recoverable else (
-        " (the role's trust policy, its ExternalId condition or the operator's IAM permissions must allow it)"
-    )
+    if recoverable:
+        hint = ""
+    elif isinstance(cause, _NO_SOURCE_CREDENTIALS):
+        hint = " (the operator has no AWS credentials of its own to assume it with)"
+    else:
+        hint = " (the role's trust policy, its ExternalId condition or the operator's IAM permissions must allow it)"
     return AssumeRoleFailed(f"AssumeRole{role}: {detail}{hint}", terminal=not recoverable, code=code)
 
 
 # STS's own transient codes (its throttling code is "Throttling", not Image Builder's).
 _STS_TRANSIENT = frozenset({"Throttling", "IDPCommunicationError", "ServiceUnavailable", "InternalFailure"})
-_SOURCE_OR_REQUEST_ERRORS = (
-    botocore_exceptions.NoCredentialsError, botocore_exceptions.PartialCredentialsError,
-    botocore_exceptions.ParamValidationError,
-)
+_NO_SOURCE_CREDENTIALS = (botocore_exceptions.NoCredentialsError, botocore_exceptions.PartialCredentialsError)
+_SOURCE_OR_REQUEST_ERRORS = (*_NO_SOURCE_CREDENTIALS, botocore_exceptions.ParamValidationError)
 
 
 def from_param_validation(exc: botocore_exceptions.ParamValidationError) -> AwsError:
