@@ -92,6 +92,10 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("-A", "--all-namespaces", action="store_true", help="list every namespace")
     findings.add_argument("--pipeline", action="append", default=[], metavar="NAME",
                           help="only this ImagePipeline (with --source aws: Image Builder pipeline) name (repeatable)")
+    findings.add_argument("--detail", action="store_true",
+                          help="each finding as the console's finding panel: title, Inspector score against CVSS "
+                          "with Inspector's adjustments and reasons, packages, fix, related ids, dates, links; "
+                          "with -o json / yaml: every field (status.findings.top[]'s structure)")
     findings.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table",
                           help="table (default), or json / yaml rows for scripts")
     findings.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
@@ -185,7 +189,10 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _findings(args: argparse.Namespace) -> int:
     from imagescan import views
 
-    view = args.by or "findings"
+    if args.detail and args.by:
+        print("error: --detail shows findings one by one; leave out --by", file=sys.stderr)
+        return 2
+    view = "detail" if args.detail else args.by or "findings"
     severities = views.normalize_severities(args.severity)
     try:
         if args.source == "aws":

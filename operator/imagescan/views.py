@@ -8,7 +8,9 @@ asks Image Builder directly for the whole-account picture.
 
 The views are pure functions from what was read (ImagePipeline statuses, or findings and aggregations from
 AWS) to rows: flat dicts with stable camelCase keys, so ``-o json`` / ``-o yaml`` give exactly what the
-table shows. Reading the cluster or AWS lives in small separate functions at the end.
+table shows. ``--detail`` is the console's finding panel: one row per finding with every field status keeps
+(the same structure as ``status.findings.top[]``), shown as a multi-line panel each. Reading the cluster or
+AWS lives in small separate functions at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
@@ -29,7 +32,7 @@ from imagescan.reconcile import findings as summary
 
 SEVERITIES = summary.SEVERITIES  # the console's order: CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNTRIAGED
 COUNT_KEYS = (*summary.SEVERITY_FIELDS, "total")
-VIEWS = ("findings", "vulnerability", "pipeline", "image")
+VIEWS = ("findings", "vulnerability", "pipeline", "image", "detail")
 FORMATS = ("table", "json", "yaml")
 PLURAL = "imagepipelines"
 NVD_URL = summary.NVD_URL
@@ -65,11 +68,12 @@ class Column:
 
 @dataclasses.dataclass(frozen=True)
 class View:
-    """Rows plus how to show them as a table."""
+    """Rows plus how to show them as a table, or each on its own (``panel``) instead."""
 
     rows: list[Row]
     columns: list[Column]
     footer: str | None = None
+    panel: Callable[[Row], str] | None = None
 
 
 class ReadError(Exception):
@@ -187,6 +191,18 @@ def findings_rows(refs: Iterable[FindingRef], severities: frozenset[str] = froze
     return rows
 
 
+def detail_rows(refs: Iterable[FindingRef], severities: frozenset[str] = frozenset()) -> list[Row]:
+    """All findings in the order of ``findings_rows``, each with where it was seen and every field status keeps
+    of it (``status.findings.top[]``'s structure; a CVE's NVD link filled in)."""
+    chosen = [r for r in refs if not severities or r.finding.severity.upper() in severities]
+    chosen.sort(key=lambda r: (*summary.worst_first(r.finding), r.namespace or "", r.pipeline, r.image or ""))
+    return [
+        {"namespace": ref.namespace, "pipeline": ref.pipeline, "image": ref.image,
+         **ref.finding.model_copy(update={"nvd_url": nvd_url(ref.finding)}).to_k8s()}
+        for ref in chosen
+    ]
+
+
 def vulnerability_rows(refs: Iterable[FindingRef], severities: frozenset[str] = frozenset()) -> list[Row]:
     """By vulnerability: one row per id across pipelines; most pipelines, then worst severity first."""
     groups: dict[str, list[FindingRef]] = {}
@@ -262,6 +278,116 @@ def image_rows(entries: Iterable[Entry], severities: frozenset[str] = frozenset(
     return rows
 
 
+# --- the finding panel ---------------------------------------------------------------------------------------
+
+_WIDTH = 100  # of wrapped prose; tables and links are never wrapped
+_LABEL = 18
+
+
+def panel(row: Row) -> str:
+    """A finding as the console's finding panel shows it, in plain text: title, where, scores and how
+    Inspector adjusted them, description, packages, fix, related ids, dates and links."""
+    finding = m.Finding.model_validate(row)
+    where = "/".join(part for part in (row.get("namespace"), row.get("pipeline")) if part)
+    title = finding.title or finding.vulnerability_id
+    lines = [title, "=" * min(_WIDTH, len(title))]
+    lines += _fields([
+        ("Vulnerability", finding.vulnerability_id),
+        ("Severity", " ".join(filter(None, [finding.severity, _paren("vendor", finding.vendor_severity)]))),
+        ("Pipeline", " ".join(filter(None, [where, _paren("image", row.get("image"))]))),
+        ("Fix available", finding.fix_available),
+    ])
+    lines += _scores(finding)
+    if finding.description:
+        lines += ["Description:", *textwrap.wrap(finding.description, _WIDTH, initial_indent="  ",
+                                                 subsequent_indent="  ")]
+    lines += _packages(finding)
+    remediation = finding.remediation or m.Remediation()
+    omitted = finding.omitted or m.Omitted()
+    lines += _wrapped("Remediation", remediation.text)
+    lines += _fields([
+        ("", remediation.url) if remediation.text else ("Remediation", remediation.url),
+        ("Related", _listed(finding.related_vulnerabilities, omitted.related_vulnerabilities)),
+        ("Published", _date(finding.vendor_published_at) if finding.vendor_published_at else None),
+        ("Vendor updated", _date(finding.vendor_updated_at) if finding.vendor_updated_at else None),
+        ("First observed", _date(finding.first_observed_at) if finding.first_observed_at else None),
+        ("Source", finding.source), ("NVD", finding.nvd_url),
+    ])
+    links = finding.reference_urls or []
+    lines += _fields([("References" if i == 0 else "", url) for i, url in enumerate(links)])
+    if omitted.reference_urls:
+        lines += _fields([("" if links else "References", f"(+{omitted.reference_urls} more not kept)")])
+    if finding.trimmed:
+        lines.append("(detail left out to keep status within 32 KiB; --source aws --detail shows all of it)")
+    return "\n".join(lines) + "\n"
+
+
+def _fields(pairs: Iterable[tuple[str, Any]]) -> list[str]:
+    """``Label:  value`` lines, aligned; pairs without a value are left out (an empty label continues)."""
+    return [f"{label + ':' if label else '':<{_LABEL}}{value}" for label, value in pairs
+            if value is not None and value != ""]
+
+
+def _wrapped(label: str, text: str | None) -> list[str]:
+    """Prose after a label, wrapped under the values' column."""
+    if not text:
+        return []
+    lines = textwrap.wrap(text, _WIDTH - _LABEL)
+    return _fields([(label, lines[0]), *(("", line) for line in lines[1:])])
+
+
+def _paren(label: str, value: Any) -> str | None:
+    return f"({label} {value})" if value else None
+
+
+def _listed(values: list[str] | None, more: int | None) -> str | None:
+    if not values:
+        return None
+    return ", ".join(values) + (f" (+{more} more)" if more else "")
+
+
+def _scores(finding: m.Finding) -> list[str]:
+    """Inspector score against the published CVSS, and what Inspector changed to get from one to the other."""
+    cvss = finding.cvss or m.CvssScore()
+    adjusted = finding.adjusted_cvss or m.AdjustedCvss()
+    published = None
+    if cvss.base_score is not None:
+        about = ", ".join(filter(None, [cvss.source, f"CVSS {cvss.version}" if cvss.version else None]))
+        published = _score(cvss.base_score) + (f" ({about})" if about else "")
+    score, base = finding.inspector_score, cvss.base_score
+    inspector = _score(score) if score is not None else None
+    if inspector and base is not None and score is not None and score != base:
+        inspector += f" (adjusted {'down' if score < base else 'up'} from CVSS {_score(base)})"
+    lines = _fields([
+        ("Inspector score", inspector),
+        ("CVSS base score", published),
+        ("CVSS vector", cvss.vector),
+        ("Adjusted vector", adjusted.vector),
+        ("Score source", ", ".join(filter(None, [
+            f"score {adjusted.score_source}" if adjusted.score_source else None,
+            f"CVSS {adjusted.cvss_source}" if adjusted.cvss_source else None])) or None),
+    ])
+    if adjusted.adjustments:
+        lines.append("Adjustments:")
+        for adjustment in adjusted.adjustments:
+            lines += textwrap.wrap(f"{adjustment.metric or '?'}: {adjustment.reason or ''}".rstrip(": "), _WIDTH,
+                                   initial_indent="  - ", subsequent_indent="    ")
+    return lines
+
+
+def _packages(finding: m.Finding) -> list[str]:
+    packages = finding.packages or ([finding.package] if finding.package else [])
+    if not packages:
+        return []
+    rows = [{"name": p.name, "installedVersion": p.installed_version, "fixedInVersion": p.fixed_in_version,
+             "packageManager": p.package_manager, "filePath": p.file_path} for p in packages]
+    cols = [Column("PACKAGE", "name"), Column("INSTALLED", "installedVersion"), Column("FIXED-IN", "fixedInVersion"),
+            Column("MANAGER", "packageManager"), Column("PATH", "filePath")]
+    more = (finding.omitted.packages if finding.omitted else None) or 0
+    lines = ["Packages:", *("  " + line for line in table(rows, cols).splitlines())]
+    return lines + ([f"  (+{more} more not kept)"] if more else [])
+
+
 # --- tables --------------------------------------------------------------------------------------------------
 
 
@@ -315,6 +441,11 @@ def columns(view: str, *, namespaced: bool, source: str = "cluster") -> list[Col
 
 def footer(view: str, source: str) -> str:
     """What the numbers mean, under the table."""
+    if view == "detail":
+        if source == "aws":
+            return "Findings from ListImageScanFindings: every build of every pipeline in the account and region."
+        return ("Detail as kept in status (status.findings.top, N = spec.findings.top); findings marked as left out "
+                "lost detail to keep status within 32 KiB: --source aws --detail reads them whole.")
     if source == "aws":
         if view in ("pipeline", "image"):
             scope = "every build of each pipeline" if view == "pipeline" else "each pipeline's latest build"
@@ -361,13 +492,15 @@ def render(view: View, output: str) -> str:
         raise ValueError(f"unknown output {output!r}; use one of {', '.join(FORMATS)}")
     if not view.rows:
         return "No findings.\n"
-    text = table(view.rows, view.columns)
+    text = "\n".join(view.panel(row) for row in view.rows) if view.panel else table(view.rows, view.columns)
     return text + (f"\n{view.footer}\n" if view.footer else "")
 
 
 def build(view: str, *, entries: Sequence[Entry], severities: frozenset[str], namespaced: bool) -> View:
     """A view of ImagePipeline statuses read from the cluster."""
     rows: list[Row]
+    if view == "detail":
+        return View(detail_rows(cluster_findings(entries), severities), [], footer(view, "cluster"), panel)
     if view == "findings":
         rows = findings_rows(cluster_findings(entries), severities)
     elif view == "vulnerability":
@@ -548,6 +681,8 @@ def build_aws(
 ) -> View:
     """A view of the whole account and region, read from Image Builder."""
     rows: list[Row]
+    if view == "detail":
+        return View(detail_rows(aws_findings(client, severities, names)), [], footer(view, "aws"), panel)
     if view in ("findings", "vulnerability"):
         refs = aws_findings(client, severities, names)
         rows = findings_rows(refs) if view == "findings" else vulnerability_rows(refs)

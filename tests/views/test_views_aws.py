@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from imagescan import cli
 from imagescan.emulator import server
+from imagescan.reconcile import findings as summary
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,36 @@ def test_access_denied_and_no_credentials(capsys: pytest.CaptureFixture[str], em
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     assert cli.main(["findings", "--source", "aws", "--by", "image"]) == 1
     assert "no AWS region" in capsys.readouterr().err
+
+
+def _as_boto3_returns(raw: dict[str, Any]) -> dict[str, Any]:
+    """An emulator finding with its timestamps parsed, as boto3 hands it over."""
+    def moment(value: float) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+
+    details = raw["packageVulnerabilityDetails"]
+    return {**raw, "firstObservedAt": moment(raw["firstObservedAt"]), "packageVulnerabilityDetails": {
+        **details, **{key: moment(details[key]) for key in ("vendorCreatedAt", "vendorUpdatedAt") if key in details}}}
+
+
+def test_detail_from_aws(capsys: pytest.CaptureFixture[str], emu: server.Emulator) -> None:
+    rows = as_json(capsys, emu, "--detail", "--pipeline", "alpha", "--severity", "critical")
+    records = [r for r in emu.world.findings("severity", "CRITICAL") if r.pipeline_arn.endswith("/alpha")]
+    expected = [summary.summarize(_as_boto3_returns(emu.world.expand(r))) for r in records]
+    assert len(rows) == len(records) == 4  # two builds, two criticals each
+    by_key = {(f.vulnerability_id, f.first_observed_at): f.to_k8s() for f in expected}
+    for row in rows:
+        shown = {k: v for k, v in row.items() if k not in ("namespace", "pipeline", "image")}
+        assert shown == by_key[(row["vulnerabilityId"], row["firstObservedAt"])]
+        assert row["pipeline"] == "alpha" and row["namespace"] is None
+    assert any(r.get("adjustedCvss", {}).get("adjustments") for r in rows) or all(
+        r["inspectorScore"] == r["cvss"]["baseScore"] for r in rows)
+
+    out = run(capsys, emu, "--detail", "--pipeline", "alpha", "--severity", "critical")
+    for row in rows:
+        assert row["title"] in out and row["description"][:60] in out
+        for package in row["packages"]:
+            assert package["name"] in out
+        for adjustment in row.get("adjustedCvss", {}).get("adjustments", []):
+            assert f"  - {adjustment['metric']}: {adjustment['reason']}" in out
+    assert out.count("\nInspector score:") == 4 and "ListImageScanFindings" in out.splitlines()[-1]

@@ -57,12 +57,35 @@ def status(name: str, kind: str, version: str, counts: dict[str, int], top: list
     ).to_k8s()
 
 
+def detailed(base: m.Finding) -> m.Finding:
+    """``base`` with what the console's finding panel shows, as the operator keeps it in status."""
+    return base.model_copy(update={
+        "title": f"{base.vulnerability_id} - openssl, openssl-libs",
+        "description": "A buffer overread in X.509 name checking lets a remote attacker read memory. " * 3,
+        "adjusted_cvss": m.AdjustedCvss(
+            score=base.inspector_score, vector="CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:H/I:H/A:H", version="3.1",
+            score_source="NVD", cvss_source="NVD",
+            adjustments=[m.CvssAdjustment(metric="Attack Complexity", reason="no exploit known in this environment")]),
+        "packages": [
+            m.PackageRef(name="openssl", installed_version="1.0.0-1", fixed_in_version="3.0.9", package_manager="OS"),
+            m.PackageRef(name="cryptography", installed_version="41.0.1", fixed_in_version="41.0.3",
+                         package_manager="PIP", file_path="/usr/lib/python3/site-packages/cryptography/METADATA"),
+        ],
+        "related_vulnerabilities": ["ALAS2023-2024-101", "ALAS2-2024-2002"],
+        "omitted": m.Omitted(related_vulnerabilities=4),
+        "remediation": m.Remediation(text="Upgrade openssl to 3.0.9 or later.", url="https://alas.aws.amazon.com/x"),
+        "vendor_updated_at": "2024-03-05T08:00:00Z", "vendor_severity": "Important", "source": "NVD",
+        "first_observed_at": "2024-04-01T00:00:00Z",
+        "reference_urls": ["https://www.openssl.org/news/secadv/20240301.txt"],
+    })
+
+
 SHARED = "CVE-2023-1111"
 STATUSES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("default", "web-ami"): status(
         "web-ami-aws", "AMI", "1.0.0/3",
         {"critical": 2, "high": 3, "medium": 5, "low": 7, "informational": 1, "untriaged": 0, "total": 18},
-        [finding("CVE-2024-0001", "CRITICAL", 9.8, "openssl", "3.0.9"),
+        [detailed(finding("CVE-2024-0001", "CRITICAL", 9.8, "openssl", "3.0.9")),
          finding("CVE-2024-0002", "CRITICAL", 9.1, "glibc"),
          finding(SHARED, "HIGH", 7.5, "curl", "8.5.0"),
          finding("CVE-2022-2222", "MEDIUM", 5.0, "expat", "2.6.0")],
@@ -284,3 +307,56 @@ def test_kubectl_plugin(kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> Non
     listed = subprocess.run([kubectl, "plugin", "list"], capture_output=True, text=True, timeout=60, env=env,
                             check=False)
     assert "kubectl-imagescan" in listed.stdout
+
+
+def test_detail_panel_shows_the_console_finding_detail(capsys: pytest.CaptureFixture[str],
+                                                      kubeconfig: pathlib.Path) -> None:
+    out = run(capsys, kubeconfig, "-A", "--detail", "--severity", "critical")
+    panels = out.split("\n\n")
+    assert len(panels) == 3  # two findings, then the footer
+    first = panels[0].splitlines()
+    assert first[:2] == ["CVE-2024-0001 - openssl, openssl-libs", "=" * len("CVE-2024-0001 - openssl, openssl-libs")]
+    fields = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in first if not line.startswith(" ")
+              and ":" in line and not line.endswith(":")}
+    assert fields["Severity"] == "CRITICAL (vendor Important)"
+    assert fields["Pipeline"] == "default/web-ami (image 1.0.0/3)"
+    assert fields["Inspector score"] == "9.8" and fields["CVSS base score"] == "9.8 (NVD, CVSS 3.1)"
+    assert fields["Adjusted vector"] == "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:H/I:H/A:H"
+    assert "  - Attack Complexity: no exploit known in this environment" in first
+    at = first.index("Packages:")
+    assert first[at + 1].split() == ["PACKAGE", "INSTALLED", "FIXED-IN", "MANAGER", "PATH"]
+    assert first[at + 2].split() == ["openssl", "1.0.0-1", "3.0.9", "OS", "-"]
+    assert first[at + 3].split() == ["cryptography", "41.0.1", "41.0.3", "PIP",
+                                     "/usr/lib/python3/site-packages/cryptography/METADATA"]
+    assert fields["Related"] == "ALAS2023-2024-101, ALAS2-2024-2002 (+4 more)"
+    assert fields["Remediation"] == "Upgrade openssl to 3.0.9 or later."
+    assert (fields["Published"], fields["Vendor updated"], fields["First observed"]) == (
+        "2024-03-01", "2024-03-05", "2024-04-01")
+    assert fields["NVD"] == "https://nvd.nist.gov/vuln/detail/CVE-2024-0001"
+    assert fields["References"] == "https://www.openssl.org/news/secadv/20240301.txt"
+    assert first[first.index("Description:") + 1].startswith("  A buffer overread in X.509")
+    # a finding with only what status had before shows what it has, nothing invented
+    second = panels[1].splitlines()
+    assert second[0] == "CVE-2024-0002" and not any(line.startswith(("Adjust", "Related", "Desc")) for line in second)
+    assert "status.findings.top" in panels[2]
+
+
+def test_detail_as_yaml_is_the_status_structure(capsys: pytest.CaptureFixture[str], kubeconfig: pathlib.Path) -> None:
+    rows = yaml.safe_load(run(capsys, kubeconfig, "-A", "--detail", "-o", "yaml"))
+    assert [r["vulnerabilityId"] for r in rows] == ALL_ORDER
+    first = rows[0]
+    assert {k: first[k] for k in ("namespace", "pipeline", "image")} == {
+        "namespace": "default", "pipeline": "web-ami", "image": "1.0.0/3"}
+    stored = STATUSES[("default", "web-ami")]
+    assert stored is not None
+    assert {k: v for k, v in first.items() if k not in ("namespace", "pipeline", "image")} == \
+        stored["findings"]["top"][0]
+    assert first["adjustedCvss"]["adjustments"] == [
+        {"metric": "Attack Complexity", "reason": "no exploit known in this environment"}]
+    assert rows == as_json(capsys, kubeconfig, "-A", "--detail")
+    assert rows[-1]["nvdUrl"] == "https://nvd.nist.gov/vuln/detail/CVE-2020-4444"  # filled in, as in the table
+
+
+def test_detail_goes_without_by(capsys: pytest.CaptureFixture[str], kubeconfig: pathlib.Path) -> None:
+    assert cli.main(["findings", "--kubeconfig", str(kubeconfig), "--detail", "--by", "pipeline"]) == 2
+    assert "--detail" in capsys.readouterr().err
