@@ -7,7 +7,8 @@ do not queue for connections.
 Without a role a client signs with the operator's own credentials (the default boto3 chain). With a
 ``Role`` it signs with the role's credentials, which botocore assumes at the first call and refreshes
 before they expire (``credentials``): one credentials object per role, shared by every region and service,
-so however many objects use a role there is one AssumeRole per role and credential lifetime. A role's
+so however many objects use a role there is one AssumeRole per role and credential lifetime. That is also
+why a Role's session name (``session_name_for``) names the namespace that asked, not the object. A role's
 clients come from a botocore session of their own (a session holds one set of credentials), sharing one
 loader so service models are read once. STS is called in the default region, where the operator runs
 (regional endpoints), at ``Settings.sts_endpoint_url`` or wherever botocore resolves it; never at
