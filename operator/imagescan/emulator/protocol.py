@@ -72,19 +72,14 @@ def service(name: str) -> Service:
 
 
 def service_from_authorization(header: str | None) -> str | None:
-    """The signing service in a SigV4 credential scope (signatures are deliberately not verified)."""
+    """The signing service in a SigV4 credential scope (signatures are deliberately not verified; the access key
+    and region in the same scope are ``identity``'s business)."""
     if not header:
         return None
     match = _SCOPE.search(header)
     if match is None or match.group(2) not in SERVICES:
         return None
     return match.group(2)
-
-
-def region_from_authorization(header: str | None) -> str | None:
-    """The region in the credential scope, used only for diagnostics."""
-    match = _SCOPE.search(header or "")
-    return match.group(1) if match else None
 
 
 def decode_request(

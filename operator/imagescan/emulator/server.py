@@ -132,7 +132,7 @@ class Emulator:
         self.world.populate(pipelines)
         if inspector_enabled:  # demos can turn scanning on straight away
             self.world.set_inspector(account_id, {"EC2": "ENABLED", "ECR": "ENABLED"})
-        self.world.inspector.delay_s = inspector_delay_s
+        self.inspector_delay_s = inspector_delay_s
         self.identities = identity.Identities(account_id, region, sts_endpoint_url)
         """Access key id -> account; ``identities[key] = account_id`` maps one explicitly."""
         self.latency_s = latency_s
