@@ -128,6 +128,34 @@ def test_findingspolicy_printer_columns(cluster: Cluster) -> None:
     assert listed.stdout.split()[6:8] == ["strict", "Deny"]
 
 
+def test_inspectoractivation_is_cluster_scoped_with_its_printer_columns(cluster: Cluster,
+                                                                        emulator: server.Emulator) -> None:
+    name = f"cols-{cluster.namespace}"[:63]
+    activation = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InspectorActivation", "metadata": {"name": name},
+                  "spec": {"resourceTypes": ["EC2", "ECR"]}}
+    created = kubectl(cluster.kubeconfig, "apply", "--server-side", "-f", "-", stdin=json.dumps(activation))
+    assert created.returncode == 0, created.stderr
+    try:
+        with runner.InThread(operator_config(emulator, cluster.namespace)):
+            wait_for(lambda: "True" in kubectl(cluster.kubeconfig, "get", "inspectoractivation", name).stdout,
+                     timeout=30, what="the activation Ready in kubectl get")
+            listed = kubectl(cluster.kubeconfig, "get", "inspact", name)
+            assert listed.returncode == 0, listed.stderr
+            header, row = listed.stdout.splitlines()
+            assert header.split() == ["NAME", "REGION", "ACCOUNT", "EC2", "ECR", "READY", "AGE"]
+            assert row.split()[:6] == [name, "us-east-1", "123456789012", "ENABLED", "ENABLED", "True"]
+            explained = kubectl(cluster.kubeconfig, "explain", "inspectoractivation.spec.resourceTypes")
+            assert explained.returncode == 0 and "LAMBDA_CODE" in explained.stdout
+            bad = dict(activation, metadata={"name": f"{name}-bad"}, spec={"resourceTypes": ["S3"]})
+            refused = kubectl(cluster.kubeconfig, "apply", "--server-side", "-f", "-", stdin=json.dumps(bad))
+            assert refused.returncode != 0 and "supported values" in refused.stderr.lower()
+            assert kubectl(cluster.kubeconfig, "delete", "inspectoractivation", name, "--timeout=30s").returncode == 0
+    finally:
+        kubectl(cluster.kubeconfig, "patch", "inspectoractivation", name, "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}')
+        kubectl(cluster.kubeconfig, "delete", "inspectoractivation", name, "--ignore-not-found", "--wait=false")
+
+
 # --- The aggregated roles -------------------------------------------------------------------------------------
 
 
@@ -165,6 +193,14 @@ def test_view_and_edit_roles_aggregate_what_they_promise(cluster: Cluster) -> No
 
     _bind(cluster, "edit")
     wait_for(lambda: _as_jane(cluster, "POST", collection, pipeline) == 201, what="edit lets jane create")
+    # Activating a paid service account-wide, with a role of one's choosing, stays a cluster admin's call.
+    activation = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InspectorActivation",
+                  "metadata": {"name": "janes"}, "spec": {}}
+    assert _as_jane(cluster, "POST", f"/apis/{GROUP}/{VERSION}/inspectoractivations", activation) == 403
+    # So is the grant of roles: a namespace's editors cannot annotate their own Namespace.
+    assert _as_jane(cluster, "PATCH", f"/api/v1/namespaces/{cluster.namespace}",
+                    {"metadata": {"annotations": {"imagescan.io/allowed-role-arns": "arn:aws:iam::1:role/x"}}},
+                    "application/merge-patch+json") == 403
     assert _as_jane(cluster, "PATCH", f"{collection}/janes", {"spec": {"region": "eu-west-1"}},
                     "application/merge-patch+json") == 200
     # Status stays the operator's.
