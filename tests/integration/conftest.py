@@ -35,7 +35,8 @@ def sts_endpoint_url() -> str | None:
 
 
 @pytest.fixture
-def operator(cluster: Cluster, emulator: server.Emulator, sts_endpoint_url: str | None) -> Iterator[runner.InThread]:
+def operator(cluster: Cluster, emulator: server.Emulator,
+             sts_endpoint_url: str | None) -> Iterator[runner.InThread]:
     """The operator in this process, at the shipped defaults (workers 10, tick 10 s), watching the test's
     namespace; tests/reliability uses it too."""
     config = runtime.Config(
@@ -49,8 +50,10 @@ def operator(cluster: Cluster, emulator: server.Emulator, sts_endpoint_url: str 
 
 
 @pytest.fixture
-def activations(operator: runner.InThread, cluster_client: kubernetes.client.ApiClient) -> Iterator[harness.Activations]:
-    """InspectorActivations this test creates, deleted (and their deletion policy run) while its operator runs."""
+def activations(operator: runner.InThread,
+                cluster_client: kubernetes.client.ApiClient) -> Iterator[harness.Activations]:
+    """InspectorActivations this test creates, deleted (and their deletion policy run) while its operator
+    runs."""
     made = harness.Activations(cluster_client)
     try:
         yield made
