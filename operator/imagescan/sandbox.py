@@ -212,6 +212,7 @@ class Sandbox:
             f"  {kubectl} apply -f examples/imagepipeline-ami.yaml",
             f"  {kubectl} explain imagepipeline.spec",
             f"  {kubectl} get findingspolicies        # examples/findingspolicy.yaml judged against the pipelines",
+            f"  {kubectl} get inspectoractivations    # examples/inspectoractivation.yaml: Inspector on, per type",
             f"  imagescan findings --kubeconfig {kubeconfig} --by vulnerability",
         ]
         if not self.options.operator:

@@ -94,6 +94,12 @@ def test_sandbox_shows_ready_pipelines_and_serves_kubectl(sandbox: Running) -> N
     assert applied.strip() in {"imagepipeline.imagescan.io/batch-worker unchanged",
                                "imagepipeline.imagescan.io/batch-worker configured"}
     assert "pipelineArn" in sandbox.kubectl("explain", "imagepipeline.spec")
+    # The cluster-scoped InspectorActivation from examples/, Ready with the emulator's Inspector on.
+    deadline = time.monotonic() + 30
+    while "True" not in (activation := sandbox.kubectl("get", "inspectoractivations")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert activation.split()[:7] == ["NAME", "REGION", "ACCOUNT", "EC2", "ECR", "READY", "AGE"]
+    assert activation.split()[7:13] == ["default", "us-east-1", "123456789012", "ENABLED", "ENABLED", "True"]
     code, rest = _stop(sandbox)
     assert code == 0 and "stopped" in rest
 
