@@ -78,10 +78,11 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger
         try:
             spec = m.InspectorActivationSpec.model_validate(dict(body.spec))
         except pydantic.ValidationError as exc:
-            message = status_.problems(exc)
-            kopf.warn(body, reason="InvalidSpec", message=message)
-            status_.replace(patch, body, status_.invalid_spec(previous, message, generation))
-            shared.schedule.failed(uid, terminal=True, resync=INVALID_SPEC_RECHECK)
+            _refuse(body, patch, previous, status_.problems(exc), generation, shared)
+            return
+        if not (spec.region or _default_region(shared)):
+            _refuse(body, patch, previous, "spec.region: required, the operator has no default region "
+                    "(imagescan run --region or AWS_REGION)", generation, shared)
             return
         request = activation.Request(
             spec=spec, uid=uid, generation=generation, region=spec.region or _default_region(shared),
@@ -96,6 +97,16 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger
             for waiting in shared.inspector_waiters.enabled(outcome.status.account_id, request.region,
                                                             outcome.enabled):
                 shared.schedule.wake(waiting)
+
+
+def _refuse(body: kopf.Body, patch: kopf.Patch, previous: m.InspectorActivationStatus, message: str,
+            generation: int, shared: runtime_.Runtime) -> None:
+    """Stalled with InvalidSpec, one Warning per new problem, re-checked at the invalid-spec interval only."""
+    before = _ready(previous)
+    if before is None or before.reason != "InvalidSpec":
+        kopf.warn(body, reason="InvalidSpec", message=message)
+    status_.replace(patch, body, status_.invalid_spec(previous, message, generation))
+    shared.schedule.failed(body.meta.uid or "", terminal=True, resync=INVALID_SPEC_RECHECK)
 
 
 def _role(spec: m.InspectorActivationSpec) -> aws_clients.Role | None:
