@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from imagescan import views
 from imagescan.emulator import world as emulator_world
 from imagescan.models import imagepipeline as m
 from imagescan.models import kstatus
@@ -255,3 +256,15 @@ def test_fit_is_exact_under_any_limit(limit: int) -> None:
     assert fitted.findings is not None
     counted = fitted.findings.top_trimmed or 0
     assert counted == sum(1 for f in fitted.findings.top if f.trimmed)
+
+
+def test_panel_of_a_trimmed_finding_says_so() -> None:
+    top = _ranked(10)
+    fitted = pipeline.fit(_worst_case_status(top), limit=_size(_worst_case_status(top)) - 20000)
+    assert fitted.findings is not None
+    refs = [views.FindingRef("default", "web", "1.0.0/1", f) for f in fitted.findings.top]
+    rows = views.detail_rows(refs)
+    last, first = views.panel(rows[-1]), views.panel(rows[0])
+    assert "detail left out to keep status within 32 KiB" in last and "Packages:" in last  # ``package`` still
+    assert "Description:" not in last and "Adjustments:" not in last
+    assert "detail left out" not in first and "Adjustments:" in first and "(+4 more not kept)" in first
