@@ -28,7 +28,9 @@ from tests.integration.harness import wait_for
 from tests.support import controlplane, fixtures
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "bad"
-PLURALS = {"ImagePipeline": "imagepipelines", "FindingsPolicy": "findingspolicies"}
+PLURALS = {"ImagePipeline": "imagepipelines", "FindingsPolicy": "findingspolicies",
+           "InspectorActivation": "inspectoractivations"}
+CLUSTER_SCOPED = {"inspectoractivations"}
 STATUS_LIMIT = 32 * 1024
 
 
@@ -68,7 +70,9 @@ def test_corpus_is_complete() -> None:
         assert case.manifest["metadata"]["name"] == case.name, f"{case.name}: the file name is the object's name"
         assert case.expected["refusedBy"] in ("schema", "operator"), case.name
         assert case.expected["messageContains"], case.name
-    assert {c.manifest["kind"] for c in SCHEMA} == {c.manifest["kind"] for c in OPERATOR} == set(PLURALS)
+    assert {c.manifest["kind"] for c in SCHEMA} == set(PLURALS)
+    # InspectorActivation's schema says everything about it: nothing is left for the operator to refuse.
+    assert {c.manifest["kind"] for c in OPERATOR} == {"ImagePipeline", "FindingsPolicy"}
 
 
 # --- The real server, and the module's operator ---------------------------------------------------------------
@@ -104,6 +108,8 @@ def bad_operator(bad_cluster: fixtures.Cluster) -> Iterator[runner.InThread]:
 
 
 def _collection(plural: str, namespace: str) -> str:
+    if plural in CLUSTER_SCOPED:
+        return f"/apis/{GROUP}/{VERSION}/{plural}"
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}"
 
 
