@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from imagescan import cli, crdgen
-from imagescan.apiserver import cel
+from imagescan.apiserver import cel, re2
 from imagescan.models import resources
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -100,3 +100,18 @@ def test_rendered_crds_have_no_yaml_anchors() -> None:
     for resource in resources.ALL:
         text = crdgen.render(resource)
         assert "&id" not in text and "*id" not in text, "a rule shared by two fields must be written out in full"
+
+
+def _patterns(crd: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(f"{version['name']}{path}", node["pattern"]) for version in crd["spec"]["versions"]
+            for path, node in _walk(version["schema"]["openAPIV3Schema"]) if "pattern" in node]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "crds").glob("*.imagescan.io.yaml")), ids=lambda p: p.name)
+def test_every_pattern_compiles_as_go_regexp(path: pathlib.Path) -> None:
+    """kube-apiserver refuses a CRD whose pattern Go's regexp (RE2) cannot compile (a repeat count above 1000,
+    a lookahead, a backreference): the check the embedded server makes, on what we ship."""
+    patterns = _patterns(yaml.safe_load(path.read_text()))
+    refused = {where: re2.error(pattern) for where, pattern in patterns if re2.error(pattern)}
+    assert not refused, refused
+    assert patterns or path.name.startswith("findingspolicies"), "no pattern found: is the walk still right?"

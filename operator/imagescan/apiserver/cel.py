@@ -5,7 +5,7 @@ Why it exists: the project's CRDs refuse, with a CEL rule, an ImagePipeline that
 (``has(self.pipelineArn) || has(self.pipelineName)``). The real server evaluates such rules after schema
 validation; the embedded one must too, or the sandbox would accept what a cluster refuses. Rules are
 compiled and run with cel-python (``celpy``), a maintained CEL implementation; results and messages follow
-the real server's (``spec: Invalid value: <message>``, ``reason`` and ``fieldPath`` honoured).
+the real server's (``spec: Invalid value: <message>``, a scalar's value shown, ``reason`` and ``fieldPath`` honoured).
 
 Not emulated (see tests/kubeapi/test_differential.py, KNOWN_DIFFERENCES): the Kubernetes CEL libraries
 (``quantity()``, ``url()``...; such rules fail to compile here and the CRD is refused loudly), type-checking of
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,7 @@ def compiled(expression: str) -> celpy.Runner:
 def check_schema(root: Schema | None, path: str) -> list[schema.FieldError]:
     """Errors for every rule of a CRD schema that cannot be parsed or compiled (refused as the real server)."""
     errors: list[schema.FieldError] = []
-    for node, node_path in _schemas(root, path):
+    for node, node_path in schema.subschemas(root, path):
         for index, raw in enumerate(node.get('x-kubernetes-validations') or []):
             try:
                 rule = Rule.parse(raw)
@@ -102,20 +103,8 @@ def check_schema(root: Schema | None, path: str) -> list[schema.FieldError]:
     return errors
 
 
-def _schemas(node: Schema | None, path: str) -> Iterator[tuple[Schema, str]]:
-    if not isinstance(node, Mapping):
-        return
-    yield node, path
-    for key, sub in (node.get('properties') or {}).items():
-        yield from _schemas(sub, f'{path}.properties[{key}]')
-    if isinstance(node.get('additionalProperties'), Mapping):
-        yield from _schemas(node['additionalProperties'], f'{path}.additionalProperties')
-    if isinstance(node.get('items'), Mapping):
-        yield from _schemas(node['items'], f'{path}.items')
-
-
 def has_rules(root: Schema | None) -> bool:
-    return any(node.get('x-kubernetes-validations') for node, _ in _schemas(root, ''))
+    return any(node.get('x-kubernetes-validations') for node, _ in schema.subschemas(root, ''))
 
 
 def blocked(errors: list[schema.FieldError]) -> bool:
@@ -163,7 +152,15 @@ def _evaluate(rule: Rule, value: Any, old: Any, path: str) -> list[schema.FieldE
         return []
     if not isinstance(result, celpy.celtypes.BoolType):
         return [schema.FieldError(field, 'FieldValueInvalid', f'Invalid value: {rule.rule}: no boolean result')]
-    return [schema.FieldError(field, rule.reason, _PREFIXES[rule.reason] + _message(rule, activation))]
+    return [schema.FieldError(field, rule.reason, _prefix(rule.reason, value) + _message(rule, activation))]
+
+
+def _prefix(reason: str, value: Any) -> str:
+    """The real server shows the value a rule refused when it is a scalar (``Invalid value: "200h": ...``), never
+    an object or a list."""
+    if reason == 'FieldValueInvalid' and isinstance(value, (str, int, float, bool)):
+        return f'{_PREFIXES[reason]}{json.dumps(value, ensure_ascii=False)}: '
+    return _PREFIXES[reason]
 
 
 def _message(rule: Rule, activation: dict[str, Any]) -> str:

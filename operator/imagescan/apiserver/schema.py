@@ -8,7 +8,7 @@ JSON as-is, so this module re-creates the subset of that behaviour which
 the project's CRDs use, with error texts formatted like the real server's
 ``field.Error`` strings (e.g. ``spec.x: Unsupported value: "z": ...``).
 
-Only stdlib here.
+Only stdlib here (and :mod:`imagescan.apiserver.re2`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import datetime
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from imagescan.apiserver import re2
 
 Schema = Mapping[str, Any]
 
@@ -230,15 +232,18 @@ def _string_errors(value: str, schema: Schema, path: str) -> list[FieldError]:
 
 
 def re2_pattern(pattern: str) -> str:
-    """A Go (RE2) pattern as a Python one: ``$`` outside classes becomes ``\\Z``.
+    """A Go (RE2) pattern as a Python one: ``$`` outside classes becomes ``\\Z``, and so does ``\\z``.
 
     In RE2 (Go's regexp, what the real server validates ``pattern`` with) ``$`` matches only at the very end;
-    in Python it also matches before a trailing newline, so ``"arn...\\n"`` would pass ``^arn...$``.
+    in Python it also matches before a trailing newline, so ``"arn...\\n"`` would pass ``^arn...$``. RE2's
+    ``\\z`` is Python's ``\\Z`` (Python before 3.14 has no ``\\z``).
     """
     out, in_class, escaped = [], False, False
     for char in pattern:
         if escaped:
             escaped = False
+            if char == 'z' and not in_class:
+                char = 'Z'
         elif char == '\\':
             escaped = True
         elif char == '[':
@@ -268,6 +273,35 @@ def _is_datetime(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def subschemas(node: Schema | None, path: str) -> Iterator[tuple[Schema, str]]:
+    """Every schema node under ``node`` with its path as the real server names it in CRD errors
+    (``...properties[spec].properties[a].items``)."""
+    if not isinstance(node, Mapping):
+        return
+    yield node, path
+    for key, sub in (node.get('properties') or {}).items():
+        yield from subschemas(sub, f'{path}.properties[{key}]')
+    if isinstance(node.get('additionalProperties'), Mapping):
+        yield from subschemas(node['additionalProperties'], f'{path}.additionalProperties')
+    if isinstance(node.get('items'), Mapping):
+        yield from subschemas(node['items'], f'{path}.items')
+
+
+def pattern_errors(root: Schema | None, path: str) -> list[FieldError]:
+    """Every ``pattern`` Go's regexp cannot compile, refused as the real server does when the CRD is stored:
+    Python's ``re`` compiles lookarounds, backreferences and any repeat count, a cluster does not."""
+    errors: list[FieldError] = []
+    for node, node_path in subschemas(root, path):
+        pattern = node.get('pattern')
+        problem = re2.error(pattern) if isinstance(pattern, str) else None
+        if problem is not None:
+            shown = json.dumps(pattern, ensure_ascii=False)  # Go's %q keeps printable non-ASCII as it is
+            errors.append(FieldError(f'{node_path}.pattern', 'FieldValueInvalid',
+                                     f"Invalid value: {shown}: must be a valid regular expression, but isn't: "
+                                     f'{problem}'))
+    return errors
 
 
 def _child(path: str, key: str) -> str:
@@ -301,4 +335,18 @@ def _array_errors(value: list[Any], schema: Schema, path: str) -> list[FieldErro
     if isinstance(items, Mapping):
         for index, item in enumerate(value):
             errors += validate(item, items, f'{path}[{index}]')
+    if schema.get('x-kubernetes-list-type') == 'set':
+        errors += _duplicates(value, path)
+    return errors
+
+
+def _duplicates(value: list[Any], path: str) -> list[FieldError]:
+    """A ``set`` list refuses each repeated item, named by the index of its repetition."""
+    seen: list[Any] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(value):
+        if item in seen:
+            errors.append(FieldError(f'{path}[{index}]', 'FieldValueDuplicate', f'Duplicate value: {_quote(item)}'))
+        else:
+            seen.append(item)
     return errors

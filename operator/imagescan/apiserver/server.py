@@ -96,6 +96,24 @@ def parse_route(path: str) -> Route | None:
                  rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
 
 
+def _misrouted(route: Route, rtype: store.ResourceType) -> bool:
+    """A custom resource's URL with the wrong scope: a namespace for a cluster-scoped one (any verb: a client
+    must not create one there), an object of a namespaced one without its namespace. The CRD handler then
+    hands the request to the mux's not-found handler; built-in kinds answer with a Status instead."""
+    if not rtype.custom:
+        return False
+    if rtype.namespaced:
+        return route.namespace is None and route.name is not None
+    return route.namespace is not None
+
+
+def _deleted(rtype: store.ResourceType, obj: store.Obj) -> store.Obj:
+    """What the real server answers when a custom resource is gone at once: a Status, not the object (one
+    still held by finalizers is returned, marked)."""
+    return {'apiVersion': 'v1', 'kind': 'Status', 'metadata': {}, 'status': 'Success',
+            'details': {**rtype.details(obj['metadata']['name']), 'uid': obj['metadata'].get('uid')}}
+
+
 def storage_version_hash(group: str, version: str, kind: str) -> str:
     """As the real server: the first 8 bytes of SHA-256 of ``group/version/Kind``, base64."""
     return base64.b64encode(hashlib.sha256(f'{group}/{version}/{kind}'.encode()).digest()[:8]).decode()
@@ -143,7 +161,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                 raise store.ApiError(405, 'MethodNotAllowed', 'the server does not allow this method')
             return _json(await self._discovery(raw.path))
         rtype = self.store.types.get((route.group, route.plural))
-        if rtype is None or route.version not in rtype.versions:  # the real server's mux answers in plain text
+        if rtype is None or route.version not in rtype.versions or _misrouted(route, rtype):
+            # The real server's mux answers in plain text.
             return aiohttp.web.Response(status=404, text='404 page not found\n', content_type='text/plain')
         if rtype.namespaced != (route.namespace is not None) and route.name is not None:
             raise store.ApiError(404, 'NotFound', 'the server could not find the requested resource')
@@ -189,6 +208,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                            field_validation=strict)
         elif method == 'DELETE':
             obj = db.delete(rtype, namespace, name, body)
+            if rtype.custom and not obj['metadata'].get('deletionTimestamp'):
+                return 200, _deleted(rtype, obj)
         else:
             raise store.ApiError(405, 'MethodNotAllowed', f'{method} is not allowed on an object')
         return 200, db.render(rtype, version, obj)

@@ -251,6 +251,9 @@ class Store:
         if body_name and body_name != name:
             raise ApiError(400, 'BadRequest',
                            f'the name of the object ({body_name}) does not match the name on the URL ({name})')
+        if rtype.custom and not _meta(candidate).get('resourceVersion'):
+            self.get(rtype, namespace, name)  # 404 first
+            raise self._unconditional_update(rtype, name)
         return self._update(rtype, version, namespace, name, subresource, candidate, field_validation)
 
     def patch(self, rtype: ResourceType, version: str, namespace: str | None, name: str,
@@ -446,6 +449,15 @@ class Store:
         skipped = {'metadata', 'apiVersion', 'kind'} | ({'status'} if rtype.status_subresource else set())
         return {key: val for key, val in obj.items() if key not in skipped}
 
+    @staticmethod
+    def _unconditional_update(rtype: ResourceType, name: str) -> ApiError:
+        """Custom resources cannot be replaced blindly (a PUT must carry a resourceVersion); the generic
+        registry says so, naming the resource (not the kind, as the schema's errors do)."""
+        detail = 'Invalid value: 0: must be specified for an update'
+        return ApiError(422, 'Invalid', f'{rtype.qualified} "{name}" is invalid: metadata.resourceVersion: {detail}',
+                        details={**rtype.details(name), 'causes': [{
+                            'reason': 'FieldValueInvalid', 'message': detail, 'field': 'metadata.resourceVersion'}]})
+
     def _invalid(self, rtype: ResourceType, name: str, errors: list[schema.FieldError]) -> ApiError:
         texts = list(dict.fromkeys(map(str, errors)))  # the message names each error once, as Go's aggregate
         listed = texts[0] if len(texts) == 1 else '[' + ', '.join(texts) + ']'
@@ -621,15 +633,17 @@ def _crd_key(obj: Obj) -> TypeKey | None:
 
 
 def check_field_selector(rtype: ResourceType, selector: str | None) -> None:
-    """Custom resources can be selected by metadata.name and metadata.namespace only (400 otherwise)."""
+    """Custom resources can be selected by metadata.name and, when namespaced, metadata.namespace only (400
+    otherwise)."""
     if not rtype.custom or not selector:
         return
     try:
         paths = objectops.field_paths(selector)
     except objectops.SelectorError as e:
         raise ApiError(400, 'BadRequest', str(e)) from None
+    labels = ('metadata.name', 'metadata.namespace') if rtype.namespaced else ('metadata.name',)
     for path in paths:
-        if path not in ('metadata.name', 'metadata.namespace'):
+        if path not in labels:
             raise ApiError(400, 'BadRequest', f'field label not supported: {path}')
 
 
@@ -670,7 +684,8 @@ def _rule_errors(obj: Obj, old: Obj | None, root: schema.Schema | None,
 
 
 def _crd_schema_errors(spec: Obj) -> list[schema.FieldError]:
-    """What the real server checks in the schemas: metadata is ``type: object`` only, rules compile."""
+    """What the real server checks in the schemas: metadata is ``type: object`` only, patterns and rules
+    compile."""
     versions = [v for v in spec.get('versions') or [] if isinstance(v, dict)]
     schemas = [(v.get('schema') or {}).get('openAPIV3Schema') for v in versions]
     # The real server names one shared schema spec.validation (its internal form), per-version ones by index.
@@ -679,7 +694,8 @@ def _crd_schema_errors(spec: Obj) -> list[schema.FieldError]:
     for index, root in enumerate(schemas[:1] if shared else schemas):
         path = ('spec.validation.openAPIV3Schema' if shared
                 else f'spec.versions[{index}].schema.openAPIV3Schema')
-        errors += _metadata_schema_errors(root, path) + cel.check_schema(root, path)
+        errors += (_metadata_schema_errors(root, path) + schema.pattern_errors(root, path)
+                   + cel.check_schema(root, path))
     return errors
 
 
