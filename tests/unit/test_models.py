@@ -19,6 +19,7 @@ from imagescan.handlers import imagepipeline as ip_handler
 from imagescan.handlers import status as status_
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as m
+from imagescan.models import resources
 from tests.cluster.test_bad_input import CORPUS, Case
 
 ARN = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/web-ami"
@@ -79,7 +80,7 @@ def test_pipeline_name_and_arn_are_botocores_or_stricter() -> None:
 
 
 def _parse(case: Case) -> None:
-    model = m.ImagePipelineSpec if case.manifest["kind"] == "ImagePipeline" else fp.FindingsPolicySpec
+    model = {r.kind: r.spec for r in resources.ALL}[case.manifest["kind"]]
     model.model_validate(case.manifest.get("spec"))
 
 

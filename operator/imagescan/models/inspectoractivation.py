@@ -55,6 +55,14 @@ class InspectorActivationSpec(base.CRDModel):
     resync_interval: ip.Interval = "10m"
     """How often Inspector's state is re-read, e.g. 10m (default 10m). Between 1m and 168h."""
 
+    @pydantic.field_validator("resource_types")
+    @classmethod
+    def _each_type_once(cls, types: list[ResourceType]) -> list[ResourceType]:
+        # What x-kubernetes-list-type: set makes the API server refuse, for objects stored before it.
+        if len(set(types)) != len(types):
+            raise ValueError("each resource type may be listed once")
+        return types
+
     @property
     def resync_seconds(self) -> float:
         return ip.parse_duration(self.resync_interval)
