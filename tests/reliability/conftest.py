@@ -8,10 +8,10 @@ import kubernetes.client
 import pytest
 
 from tests.integration import harness
-from tests.integration.conftest import emulator, operator
+from tests.integration.conftest import emulator, operator, sts_endpoint_url
 from tests.support.fixtures import Cluster
 
-__all__ = ["emulator", "operator", "pipelines"]
+__all__ = ["emulator", "operator", "pipelines", "sts_endpoint_url"]
 
 
 @pytest.fixture
