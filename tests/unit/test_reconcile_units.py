@@ -145,6 +145,12 @@ def test_fit_keeps_status_under_the_limit() -> None:
         for i in range(50)
     ]
     status = m.ImagePipelineStatus(findings=m.FindingsStatus(top=big))
+    # Detail goes first: at 8 KiB every finding stays, the least severe ones shorn of remediation text.
     fitted = pipeline.fit(status, limit=8 * 1024)
-    assert fitted.findings is not None and 0 < len(fitted.findings.top) < 50
+    assert fitted.findings is not None and len(fitted.findings.top) == 50 and fitted.findings.top_trimmed
     assert len(fitted.model_dump_json(by_alias=True, exclude_none=True)) <= 8 * 1024
+    # Only when even the bare findings do not fit are the least severe dropped, and counted.
+    fitted = pipeline.fit(status, limit=3 * 1024)
+    assert fitted.findings is not None and 0 < len(fitted.findings.top) < 50
+    assert fitted.findings.top_omitted == 50 - len(fitted.findings.top)
+    assert len(fitted.model_dump_json(by_alias=True, exclude_none=True)) <= 3 * 1024
