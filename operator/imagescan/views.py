@@ -55,6 +55,8 @@ class FindingRef(NamedTuple):
     pipeline: str
     image: str | None
     finding: m.Finding
+    account: str | None = None
+    """The AWS account of the pipeline (one operator may serve many)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +162,8 @@ def cluster_findings(entries: Iterable[Entry]) -> list[FindingRef]:
         if findings is None:
             continue
         image = findings.latest_image.version if findings.latest_image else None
-        refs.extend(FindingRef(entry.namespace, entry.name, image, f) for f in findings.top)
+        account = entry.status.pipeline.account_id if entry.status.pipeline else None
+        refs.extend(FindingRef(entry.namespace, entry.name, image, f, account) for f in findings.top)
     return refs
 
 
@@ -175,6 +178,7 @@ def findings_rows(refs: Iterable[FindingRef], severities: frozenset[str] = froze
         rows.append({
             "namespace": ref.namespace,
             "pipeline": ref.pipeline,
+            "account": ref.account,
             "image": ref.image,
             "vulnerabilityId": f.vulnerability_id,
             "severity": f.severity,
@@ -197,7 +201,7 @@ def detail_rows(refs: Iterable[FindingRef], severities: frozenset[str] = frozens
     chosen = [r for r in refs if not severities or r.finding.severity.upper() in severities]
     chosen.sort(key=lambda r: (*summary.worst_first(r.finding), r.namespace or "", r.pipeline, r.image or ""))
     return [
-        {"namespace": ref.namespace, "pipeline": ref.pipeline, "image": ref.image,
+        {"namespace": ref.namespace, "pipeline": ref.pipeline, "account": ref.account, "image": ref.image,
          **ref.finding.model_copy(update={"nvd_url": nvd_url(ref.finding)}).to_k8s()}
         for ref in chosen
     ]
@@ -243,6 +247,8 @@ def pipeline_rows(entries: Iterable[Entry], severities: frozenset[str] = frozens
             "namespace": entry.namespace,
             "name": entry.name,
             "awsPipeline": status.pipeline.name if status.pipeline else None,
+            "account": status.pipeline.account_id if status.pipeline else None,
+            "region": status.pipeline.region if status.pipeline else None,
             "pipelineArn": status.pipeline.arn if status.pipeline else None,
             "scanning": status.scanning.enabled if status.scanning else None,
             **_counts(latest.severity_counts if latest else None),
@@ -295,6 +301,7 @@ def panel(row: Row) -> str:
         ("Vulnerability", finding.vulnerability_id),
         ("Severity", " ".join(filter(None, [finding.severity, _paren("vendor", finding.vendor_severity)]))),
         ("Pipeline", " ".join(filter(None, [where, _paren("image", row.get("image"))]))),
+        ("Account", row.get("account")),
         ("Fix available", finding.fix_available),
     ])
     lines += _scores(finding)
@@ -399,6 +406,12 @@ def _score(value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else "-"
 
 
+def _arn_field(arn: Any, index: int) -> str | None:
+    """A field of an ARN (3: region, 4: account), None if it is not one."""
+    parts = str(arn or "").split(":")
+    return parts[index] if len(parts) > 5 else None
+
+
 def _outputs(row: Row) -> str:
     return ",".join([*(row.get("amis") or []), *(row.get("containerImages") or [])]) or "-"
 
@@ -426,9 +439,11 @@ def columns(view: str, *, namespaced: bool, source: str = "cluster") -> list[Col
         ]
     if view == "pipeline":
         if source == "aws":
-            return [Column("AWS PIPELINE", "awsPipeline"), Column("SCANNING", "scanning"), *_COUNT_COLUMNS]
+            return [Column("AWS PIPELINE", "awsPipeline"), Column("ACCOUNT", "account"), Column("REGION", "region"),
+                    Column("SCANNING", "scanning"), *_COUNT_COLUMNS]
         return [
-            *ns, Column("NAME", "name"), Column("AWS PIPELINE", "awsPipeline"), Column("SCANNING", "scanning"),
+            *ns, Column("NAME", "name"), Column("AWS PIPELINE", "awsPipeline"), Column("ACCOUNT", "account"),
+            Column("REGION", "region"), Column("SCANNING", "scanning"),
             *_COUNT_COLUMNS, Column("LATEST-IMAGE", "latestImage"), Column("READY", "ready"),
         ]
     if view == "image":
@@ -670,7 +685,7 @@ def aws_findings(client: Any, severities: frozenset[str] = frozenset(), names: S
                     if names and pipeline not in names:
                         continue
                     refs.append(FindingRef(None, pipeline, _image_version(raw.get("imageBuildVersionArn")),
-                                           summary.summarize(raw)))
+                                           summary.summarize(raw), raw.get("awsAccountId")))
         return refs
     result: list[FindingRef] = _aws_call(read)
     return result
@@ -692,7 +707,9 @@ def build_aws(
         rows = []
         for p in pipelines:
             row: Row = {
-                "namespace": None, "name": None, "awsPipeline": p.get("name"), "pipelineArn": p.get("arn"),
+                "namespace": None, "name": None, "awsPipeline": p.get("name"),
+                "account": _arn_field(p.get("arn"), 4), "region": _arn_field(p.get("arn"), 3),
+                "pipelineArn": p.get("arn"),
                 "scanning": (p.get("imageScanningConfiguration") or {}).get("imageScanningEnabled"),
                 **aggregation_counts(counts.get(str(p["arn"]))), "latestImage": None, "ready": None,
             }

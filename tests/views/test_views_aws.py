@@ -53,9 +53,10 @@ def test_by_pipeline_uses_aggregations(capsys: pytest.CaptureFixture[str], emu: 
     assert [r["scanning"] for r in rows] == [True, True, False]
     out = run(capsys, emu, "--by", "pipeline")
     lines = out.splitlines()
-    assert lines[0].split() == ["AWS", "PIPELINE", "SCANNING", "CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL",
-                                "UNTRIAGED", "TOTAL"]
-    assert lines[1].split()[5:8] == ["-", "-", "-"]
+    assert lines[0].split() == ["AWS", "PIPELINE", "ACCOUNT", "REGION", "SCANNING", "CRITICAL", "HIGH", "MEDIUM",
+                                "LOW", "INFORMATIONAL", "UNTRIAGED", "TOTAL"]
+    assert lines[1].split()[1:3] == [emu.world.account_id, emu.world.region]
+    assert lines[1].split()[7:10] == ["-", "-", "-"]
     assert "AWS reports only critical, high and medium" in out
     critical = as_json(capsys, emu, "--by", "pipeline", "--severity", "CRITICAL")
     assert [r["awsPipeline"] for r in critical] == ["alpha", "beta"]
@@ -150,7 +151,7 @@ def test_detail_from_aws(capsys: pytest.CaptureFixture[str], emu: server.Emulato
     assert len(rows) == len(records) == 4  # two builds, two criticals each
     by_key = {(f.vulnerability_id, f.first_observed_at): f.to_k8s() for f in expected}
     for row in rows:
-        shown = {k: v for k, v in row.items() if k not in ("namespace", "pipeline", "image")}
+        shown = {k: v for k, v in row.items() if k not in ("namespace", "pipeline", "account", "image")}
         assert shown == by_key[(row["vulnerabilityId"], row["firstObservedAt"])]
         assert row["pipeline"] == "alpha" and row["namespace"] is None
     assert any(r.get("adjustedCvss", {}).get("adjustments") for r in rows) or all(

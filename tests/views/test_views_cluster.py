@@ -189,13 +189,14 @@ def test_namespace_flag_and_context_default(capsys: pytest.CaptureFixture[str], 
 def test_by_pipeline(capsys: pytest.CaptureFixture[str], kubeconfig: pathlib.Path) -> None:
     out = run(capsys, kubeconfig, "--by", "pipeline", "-A")
     rows = table_rows(out)
-    assert rows[0] == ["NAMESPACE", "NAME", "AWS", "PIPELINE", "SCANNING", "CRITICAL", "HIGH", "MEDIUM", "LOW",
-                       "INFORMATIONAL", "UNTRIAGED", "TOTAL", "LATEST-IMAGE", "READY"]
+    assert rows[0] == ["NAMESPACE", "NAME", "AWS", "PIPELINE", "ACCOUNT", "REGION", "SCANNING", "CRITICAL", "HIGH",
+                       "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED", "TOTAL", "LATEST-IMAGE", "READY"]
+    where = [ACCOUNT, "us-east-1"]
     assert rows[1:] == [
-        ["default", "legacy", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"],
-        ["default", "web-ami", "web-ami-aws", "true", "2", "3", "5", "7", "1", "0", "18", "1.0.0/3", "True"],
-        ["team-b", "api", "api-container", "true", "0", "1", "1", "1", "0", "0", "3", "2.1.0/7", "True"],
-        ["team-b", "batch", "batch-aws", "true", "0", "0", "0", "0", "1", "1", "2", "0.9.0/1", "False"],
+        ["default", "legacy", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"],
+        ["default", "web-ami", "web-ami-aws", *where, "true", "2", "3", "5", "7", "1", "0", "18", "1.0.0/3", "True"],
+        ["team-b", "api", "api-container", *where, "true", "0", "1", "1", "1", "0", "0", "3", "2.1.0/7", "True"],
+        ["team-b", "batch", "batch-aws", *where, "true", "0", "0", "0", "0", "1", "1", "2", "0.9.0/1", "False"],
     ]
     assert "Counts are complete" in out
 
@@ -254,9 +255,9 @@ def test_json_and_yaml_give_the_same_rows(capsys: pytest.CaptureFixture[str], ku
         from_yaml = yaml.safe_load(run(capsys, kubeconfig, "-A", *by, "-o", "yaml"))
         assert from_yaml == from_json and from_json
     first = as_json(capsys, kubeconfig, "-A")[0]
-    assert list(first) == ["namespace", "pipeline", "image", "vulnerabilityId", "severity", "inspectorScore", "cvss",
-                           "cvssSource", "package", "installedVersion", "fixedInVersion", "fixAvailable",
-                           "vendorPublishedAt", "nvdUrl"]
+    assert list(first) == ["namespace", "pipeline", "account", "image", "vulnerabilityId", "severity",
+                           "inspectorScore", "cvss", "cvssSource", "package", "installedVersion", "fixedInVersion",
+                           "fixAvailable", "vendorPublishedAt", "nvdUrl"]
     assert first["image"] == "1.0.0/3" and first["vendorPublishedAt"] == "2024-03-01T10:00:00Z"
     legacy = as_json(capsys, kubeconfig, "--by", "pipeline", "--pipeline", "legacy")[0]
     assert legacy["critical"] is None and legacy["ready"] is None
@@ -349,7 +350,7 @@ def test_detail_as_yaml_is_the_status_structure(capsys: pytest.CaptureFixture[st
         "namespace": "default", "pipeline": "web-ami", "image": "1.0.0/3"}
     stored = STATUSES[("default", "web-ami")]
     assert stored is not None
-    assert {k: v for k, v in first.items() if k not in ("namespace", "pipeline", "image")} == \
+    assert {k: v for k, v in first.items() if k not in ("namespace", "pipeline", "account", "image")} == \
         stored["findings"]["top"][0]
     assert first["adjustedCvss"]["adjustments"] == [
         {"metric": "Attack Complexity", "reason": "no exploit known in this environment"}]
