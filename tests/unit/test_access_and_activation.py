@@ -121,3 +121,22 @@ def test_resource_types_are_the_installed_botocore_enum() -> None:
     assert tuple(enum) == ia.RESOURCE_TYPES
     state_members = tuple(model.shape_for("ResourceState").members)
     assert tuple(ia.STATE_MEMBERS.values()) == state_members
+
+
+def test_error_codes_that_only_describe_the_state_are_not_failures() -> None:
+    """errorCode is a required member of inspector2's State: a healthy or moving type may carry one."""
+    from imagescan.aws import inspector as aws_inspector
+
+    def state(**types: tuple[str, str]) -> aws_inspector.AccountState:
+        return aws_inspector.AccountState(account_id="1", status="ENABLED", types={
+            member: aws_inspector.TypeState(status=status, error_code=code) for member, (status, code) in types.items()
+        })
+
+    activation._raise_type_errors(["EC2", "ECR"], state(ec2=("ENABLED", "ALREADY_ENABLED"),
+                                                       ecr=("ENABLING", "ENABLE_IN_PROGRESS")))
+    with pytest.raises(activation.ActivationFailed) as failed:
+        activation._raise_type_errors(["ECR"], state(ecr=("DISABLED", "SSM_THROTTLED")))
+    assert not failed.value.terminal
+    with pytest.raises(activation.ActivationFailed) as failed:
+        activation._raise_type_errors(["ECR"], state(ecr=("DISABLED", "ACCESS_DENIED")))
+    assert failed.value.terminal

@@ -32,6 +32,11 @@ TERMINAL_CODES = frozenset({
 })
 
 
+INFORMATIONAL_CODES = frozenset({
+    "ALREADY_ENABLED", "ENABLE_IN_PROGRESS", "DISABLE_IN_PROGRESS", "SUSPEND_IN_PROGRESS",
+})
+
+
 class ActivationFailed(errors.AwsError):
     reason = "ActivationFailed"
 
@@ -99,9 +104,12 @@ def _status(state: aws_inspector.AccountState | None, resource_type: str) -> str
 
 
 def _raise_type_errors(wanted: Iterable[str], state: aws_inspector.AccountState) -> None:
+    """A type that ended up off with an error code is a failure; botocore's model makes errorCode a required
+    member of every State, so codes that only describe the state (ALREADY_ENABLED, *_IN_PROGRESS) are not."""
     for resource_type in wanted:
         found = state.types.get(m.STATE_MEMBERS[resource_type])
-        if found and found.error_code and found.status != "ENABLED":
+        if (found and found.error_code and found.error_code not in INFORMATIONAL_CODES
+                and found.status not in TRANSIENT | {"ENABLED"}):
             raise _failed(resource_type, found.error_code, found.error_message or "")
 
 
