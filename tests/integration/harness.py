@@ -26,8 +26,34 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "
     raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
 
 
-class Pipelines:
+class _Conditions:
+    """Reading and waiting for an object's status conditions, whatever its kind."""
+
+    kind = "object"
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def condition(self, name: str, type_: str = "Ready") -> dict[str, Any] | None:
+        for condition in (self.get(name) or {}).get("status", {}).get("conditions", []):
+            if condition["type"] == type_:
+                return dict(condition)
+        return None
+
+    def wait_condition(self, name: str, type_: str, status: str, reason: str | None = None,
+                       timeout: float = 20.0) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            found = self.condition(name, type_)
+            if found and found["status"] == status and (reason is None or found["reason"] == reason):
+                return found
+            return None
+        return wait_for(probe, timeout, f"{self.kind} {name}: {type_}={status} {reason or ''}")
+
+
+class Pipelines(_Conditions):
     """ImagePipeline objects through the kubernetes client, the way kubectl users touch them."""
+
+    kind = "ImagePipeline"
 
     def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str) -> None:
         self.namespace = namespace
@@ -62,22 +88,6 @@ class Pipelines:
     def delete(self, name: str) -> None:
         self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
 
-    def condition(self, name: str, type_: str = "Ready") -> dict[str, Any] | None:
-        obj = self.get(name) or {}
-        for condition in obj.get("status", {}).get("conditions", []):
-            if condition["type"] == type_:
-                return dict(condition)
-        return None
-
-    def wait_condition(self, name: str, type_: str, status: str, reason: str | None = None,
-                       timeout: float = 20.0) -> dict[str, Any]:
-        def probe() -> dict[str, Any] | None:
-            found = self.condition(name, type_)
-            if found and found["status"] == status and (reason is None or found["reason"] == reason):
-                return found
-            return None
-        return wait_for(probe, timeout, f"{name}: {type_}={status} {reason or ''}")
-
     def wait_ready(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
         self.wait_condition(name, "Ready", "True", timeout=timeout)
         obj = self.get(name)
@@ -92,9 +102,11 @@ class Pipelines:
 ACTIVATIONS = "inspectoractivations"
 
 
-class Activations:
+class Activations(_Conditions):
     """InspectorActivations (cluster-scoped) as a cluster admin applies them. Every test's operator sees every
     activation on the shared control plane, so :meth:`delete_all` removes this test's before its operator stops."""
+
+    kind = "InspectorActivation"
 
     def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
         self.api = kubernetes.client.CustomObjectsApi(api_client)
@@ -123,21 +135,6 @@ class Activations:
         """Delete and wait until it is gone (the operator has run its deletion policy)."""
         self.api.delete_cluster_custom_object(GROUP, VERSION, ACTIVATIONS, name)
         wait_for(lambda: self.get(name) is None, timeout, f"InspectorActivation {name} gone")
-
-    def condition(self, name: str, type_: str = "Ready") -> dict[str, Any] | None:
-        for condition in (self.get(name) or {}).get("status", {}).get("conditions", []):
-            if condition["type"] == type_:
-                return dict(condition)
-        return None
-
-    def wait_condition(self, name: str, type_: str, status: str, reason: str | None = None,
-                       timeout: float = 20.0) -> dict[str, Any]:
-        def probe() -> dict[str, Any] | None:
-            found = self.condition(name, type_)
-            if found and found["status"] == status and (reason is None or found["reason"] == reason):
-                return found
-            return None
-        return wait_for(probe, timeout, f"InspectorActivation {name}: {type_}={status} {reason or ''}")
 
     def delete_all(self) -> None:
         for name in self.created:

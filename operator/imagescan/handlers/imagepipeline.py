@@ -26,7 +26,7 @@ from imagescan.models import kstatus
 from imagescan.reconcile import activation, pipeline, policy
 
 RESOURCE = (GROUP, VERSION, "imagepipelines")
-PAUSED_ANNOTATION = f"{GROUP}/paused"
+PAUSED_ANNOTATION = status_.PAUSED_ANNOTATION
 RECONCILE_ANNOTATION = f"{GROUP}/reconcile-requested-at"
 # An invalid spec has no resyncInterval of its own; the default's. Fixing the spec reconciles at once anyway.
 INVALID_SPEC_RECHECK = 600.0
@@ -74,8 +74,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs
         spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
     except pydantic.ValidationError:
         return  # never reconciled, so nothing of ours is in AWS
-    paused = body.meta.annotations.get(PAUSED_ANNOTATION) == "true"
-    if spec.deletion_policy != "Disable" or spec.management_policy == "Observe" or paused:
+    if not status_.acts_on_delete(spec.deletion_policy, spec.management_policy, body.meta.annotations):
         shared.forget(uid)
         return
     request = _request(body, spec, kwargs)

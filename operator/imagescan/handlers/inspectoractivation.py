@@ -26,7 +26,7 @@ from imagescan.reconcile import access, activation
 RESOURCE = (GROUP, VERSION, "inspectoractivations")
 INDEX = "inspector_activations"
 INDEX_KEY = "all"
-PAUSED_ANNOTATION = f"{GROUP}/paused"
+PAUSED_ANNOTATION = status_.PAUSED_ANNOTATION
 INVALID_SPEC_RECHECK = 600.0
 Activations = kopf.Index[str, activation.View]
 
@@ -165,8 +165,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs
     except pydantic.ValidationError:
         shared.forget(uid)
         return
-    paused = body.meta.annotations.get(PAUSED_ANNOTATION) == "true"
-    if spec.deletion_policy != "Disable" or spec.management_policy == "Observe" or paused:
+    if not status_.acts_on_delete(spec.deletion_policy, spec.management_policy, body.meta.annotations):
         shared.forget(uid)
         return
     previous = status_.read(m.InspectorActivationStatus, body)

@@ -1,4 +1,5 @@
-"""Status writing the handlers share: whole-status replacement, and the InvalidSpec answer to a bad spec."""
+"""Status writing the handlers share: whole-status replacement, the InvalidSpec answer to a bad spec, and
+the paused annotation and deletion policy every kind honours the same way."""
 
 from __future__ import annotations
 
@@ -7,10 +8,21 @@ from typing import TypeVar
 import kopf
 import pydantic
 
+from imagescan import GROUP
 from imagescan.models import findingspolicy as fp
 from imagescan.models import imagepipeline as ip
 from imagescan.models import inspectoractivation as ia
 from imagescan.models import kstatus
+
+PAUSED_ANNOTATION = f"{GROUP}/paused"
+"""Set to "true" by a user: AWS is read but never written (Observe), and deletion policies are not applied."""
+
+
+def acts_on_delete(deletion_policy: str, management_policy: str, annotations: kopf.Annotations) -> bool:
+    """Whether deleting an object changes AWS: only with deletionPolicy Disable, in Manage mode, not paused."""
+    paused = annotations.get(PAUSED_ANNOTATION) == "true"
+    return deletion_policy == "Disable" and management_policy == "Manage" and not paused
+
 
 S = TypeVar("S", ip.ImagePipelineStatus, fp.FindingsPolicyStatus, ia.InspectorActivationStatus)
 
