@@ -16,6 +16,7 @@ from imagescan.emulator import options as emulator_options
 from imagescan.reconcile import findings as summary
 
 if TYPE_CHECKING:
+    from imagescan import leader
     from imagescan.admission import server as admission_server
     from imagescan.handlers import runtime
 
@@ -53,6 +54,20 @@ def parser() -> argparse.ArgumentParser:
                          "imagescan-webhook.imagescan-system.svc[.cluster.local])")
     webhook.add_argument("--webhook-cert-dir", help="where to write the self-signed certificate, key and ca.crt "
                          "(default: a new temporary folder)")
+    election = run.add_argument_group(
+        "leader election (several replicas: every one answers admission, the Lease holder alone reconciles)")
+    election.add_argument("--leader-election", action="store_true",
+                          help="hold a coordination.k8s.io Lease to reconcile; without it, reconcile everything")
+    election.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE") or "imagescan-system",
+                          help="the Lease's namespace (default $POD_NAMESPACE, else imagescan-system)")
+    election.add_argument("--leader-election-id", default="imagescan-operator",
+                          help="the Lease's name (default imagescan-operator)")
+    for flag, default, meaning in (
+            ("lease-duration", 15.0, "others wait this long after the last renewal before taking over"),
+            ("renew-deadline", 10.0, "the holder stops (exits) when it has not renewed for this long"),
+            ("retry-period", 2.0, "how often the holder renews and the others try")):
+        election.add_argument(f"--leader-election-{flag}", type=float, default=default, metavar="SECONDS",
+                              help=f"{meaning} (default {default:g})")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(command=_run)
 
@@ -121,9 +136,29 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's kubeconfig login reads it when it logs in
+    election = election_settings(args)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner.run(run_config(args)))
+        if election is None:
+            asyncio.run(runner.run(run_config(args)))
+        else:
+            asyncio.run(runner.run_elected(run_config(args), election))
     return 0
+
+
+def election_settings(args: argparse.Namespace) -> leader.Settings | None:
+    """The Lease to hold, with --leader-election; the pod's name (downward API) is the holder's identity."""
+    from imagescan import leader
+
+    if not args.leader_election:
+        return None
+    try:
+        return leader.Settings(
+            identity=leader.identity_from_environment(), namespace=args.leader_election_namespace,
+            name=args.leader_election_id, lease_duration=args.leader_election_lease_duration,
+            renew_deadline=args.leader_election_renew_deadline, retry_period=args.leader_election_retry_period,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"imagescan run: {exc}") from None
 
 
 def run_config(args: argparse.Namespace) -> runtime.Config:

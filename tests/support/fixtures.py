@@ -181,6 +181,8 @@ def cluster_for(plane: controlplane.ControlPlane, namespace: str, folder: pathli
         plane.apply_yaml(crd)
     plane.create_namespace(namespace)
     with controlplane.operator_identity(plane, folder, namespace=namespace) as operator_kubeconfig:
+        # The Lease of `imagescan run --leader-election`, in imagescan-system (operator_identity made it).
+        plane.apply_yaml(controlplane.ROOT / 'deploy' / 'base' / 'leader-election-rbac.yaml')
         patch.setenv('KUBECONFIG', str(operator_kubeconfig))
         forbidden = ForbiddenLog()
         logging.getLogger().addHandler(forbidden)

@@ -43,8 +43,10 @@ AUDIT_REASON = "AdmissionAudited"
 MAX_PENDING = 100  # distinct audit messages kept per policy until its daemon posts them
 
 
-def register(registry: kopf.OperatorRegistry, config: runtime.Config) -> None:
-    """Nothing at all unless the webhook is enabled."""
+def register(registry: kopf.OperatorRegistry, config: runtime.Config, *, audit_events: bool = True) -> None:
+    """Nothing at all unless the webhook is enabled. Without ``audit_events`` (the replicas under
+    ``--leader-election``), Audit hits are only logged: the daemon that posts them would put a finalizer on
+    every FindingsPolicy, and only the Lease holder writes to objects."""
     if config.webhook is None:
         return
     webhook = config.webhook
@@ -62,6 +64,8 @@ def register(registry: kopf.OperatorRegistry, config: runtime.Config) -> None:
         kopf.on.validate(group=group, version=version, plural=plural, registry=registry,
                          id=f"admission-{plural}", operations=["CREATE", "UPDATE"],
                          subresource="*")(auditor.review)  # pods/ephemeralcontainers adds containers too
+    if not audit_events:
+        return
     # Asked to stop first (backoff), the daemon ends at once; cancelling it is the fallback.
     kopf.daemon(*findingspolicy.RESOURCE, registry=registry, id="admission-audit",
                 cancellation_backoff=2.0, cancellation_timeout=1.0)(auditor.daemon)

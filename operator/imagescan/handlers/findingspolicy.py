@@ -4,12 +4,15 @@ kopf keeps the index current from the ImagePipeline watch it already has, so eva
 AWS call and no API read. Policies are re-evaluated on change and on every tick (new findings, exemptions
 expiring at midnight UTC); status is written only when the verdict changes.
 
-This is the only place a verdict is computed: each evaluation records it in ``runtime.verdicts``, where the
-pipelines' PolicyCompliant condition and the admission webhook read it.
+This is the only place a verdict is computed (``judge``): each evaluation records it in ``runtime.verdicts``,
+where the pipelines' PolicyCompliant condition and the admission webhook read it. With ``--leader-election``
+the replicas that do not hold the Lease judge too, for their webhook, but write nothing (``register_judging``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 from typing import Any
 
@@ -32,14 +35,32 @@ POLICY_INDEX = "policies_by_namespace"
 
 
 def register(registry: kopf.OperatorRegistry, tick: float) -> None:
-    kopf.index(*imagepipeline.RESOURCE, registry=registry, id=INDEX)(index_pipeline)
-    kopf.index(*RESOURCE, registry=registry, id=POLICY_INDEX)(index_policy)
+    _register_indexes(registry)
     for decorator, handler_id in (
         (kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume"),
     ):
         decorator(*RESOURCE, registry=registry, id=handler_id)(evaluate)
     kopf.timer(*RESOURCE, registry=registry, id="reevaluate", interval=tick, initial_delay=tick)(evaluate)
     kopf.on.event(*RESOURCE, registry=registry, id="forget-verdicts")(forget_verdicts)
+
+
+def register_judging(registry: kopf.OperatorRegistry, tick: float) -> None:
+    """Verdicts for the admission webhook of every replica under ``--leader-election``: the same indexes and
+    the same judgement as ``evaluate``, triggered by watch events and a tick instead of kopf's persistent
+    handlers, and written nowhere. No status, Event, finalizer or kopf annotation: those belong to the Lease
+    holder's ``register``, and a second writer of kopf's annotations would make either skip changes."""
+    _register_indexes(registry)
+    judging = Judging(tick)
+    kopf.on.event(*RESOURCE, registry=registry, id="forget-verdicts")(forget_verdicts)
+    kopf.on.event(*RESOURCE, registry=registry, id="judge-on-policy-event")(judging.on_event)
+    kopf.on.event(*imagepipeline.RESOURCE, registry=registry, id="judge-on-pipeline-event")(judging.on_event)
+    kopf.on.startup(registry=registry, id="judge-every-tick")(judging.start)
+    kopf.on.cleanup(registry=registry, id="stop-judging")(judging.stop)
+
+
+def _register_indexes(registry: kopf.OperatorRegistry) -> None:
+    kopf.index(*imagepipeline.RESOURCE, registry=registry, id=INDEX)(index_pipeline)
+    kopf.index(*RESOURCE, registry=registry, id=POLICY_INDEX)(index_policy)
 
 
 def index_pipeline(
@@ -97,17 +118,10 @@ async def evaluate(
     except pydantic.ValidationError as exc:
         _refuse_spec(body, patch, previous, exc, generation)
         return
-    today = datetime.datetime.now(datetime.UTC).date()
     shared: runtime.Runtime = memo.runtime
     pipelines = list(pipelines_by_namespace.get(namespace, []))
-    result = policy.evaluate(spec, pipelines, today, shared.cached_details)
-    inexact = {name for name, verdict in result.judged.items() if verdict is not None and not verdict.exact}
-    if inexact:  # every selected pipeline, not only those the status lists: admission reads them all
-        await _fetch_details(shared, spec, pipelines, inexact, logger, namespace or "", kwargs.get(namespaces.INDEX))
-        result = policy.evaluate(spec, pipelines, today, shared.cached_details)
-    shared.verdicts.record(namespace, body.meta.name or "", policy.Judgement(
-        enforcement=spec.enforcement, verdicts=result.judged, seen=frozenset(p.name for p in pipelines),
-    ))
+    result = await judge(shared, namespace, body.meta.name or "", spec, pipelines, logger,
+                         kwargs.get(namespaces.INDEX))
     message = (f"{result.totals.violating} of {result.totals.selected} selected pipeline(s) break the policy"
                + (f", {result.totals.unknown} without findings yet" if result.totals.unknown else ""))
     status = fp.FindingsPolicyStatus(
@@ -124,6 +138,22 @@ async def evaluate(
         logger.debug("evaluated: %s", message)
 
 
+async def judge(shared: runtime.Runtime, namespace: str | None, name: str, spec: fp.FindingsPolicySpec,
+                pipelines: list[policy.Pipeline], logger: kopf.Logger,
+                access_index: namespaces.Access | None) -> policy.Evaluation:
+    """Judge the namespace's pipelines and record the verdicts where PolicyCompliant and admission read them."""
+    today = datetime.datetime.now(datetime.UTC).date()
+    result = policy.evaluate(spec, pipelines, today, shared.cached_details)
+    inexact = {name for name, verdict in result.judged.items() if verdict is not None and not verdict.exact}
+    if inexact:  # every selected pipeline, not only those the status lists: admission reads them all
+        await _fetch_details(shared, spec, pipelines, inexact, logger, namespace or "", access_index)
+        result = policy.evaluate(spec, pipelines, today, shared.cached_details)
+    shared.verdicts.record(namespace, name, policy.Judgement(
+        enforcement=spec.enforcement, verdicts=result.judged, seen=frozenset(p.name for p in pipelines),
+    ))
+    return result
+
+
 async def forget_verdicts(event: kopf.RawEvent, namespace: str | None, name: str | None, memo: kopf.Memo,
                           **_: Any) -> None:
     """Drop a deleted policy's verdicts. Readers already skip it (they ask only the policies kopf's index
@@ -132,6 +162,59 @@ async def forget_verdicts(event: kopf.RawEvent, namespace: str | None, name: str
     if event.get("type") == "DELETED" and name:
         shared: runtime.Runtime = memo.runtime
         shared.verdicts.forget(namespace, name)
+
+
+class Judging:
+    """Re-judges a namespace's valid policies soon after any of its pipelines or policies changes (one pass
+    for a burst of events), and every policy each tick, as ``evaluate``'s timer does for the Lease holder
+    (new findings, exemptions expiring at midnight UTC)."""
+
+    def __init__(self, tick: float) -> None:
+        self._tick = tick
+        self._dirty: set[str | None] = set()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def on_event(self, namespace: str | None, **_: Any) -> None:
+        self._dirty.add(namespace)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def start(self, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+        # kopf hands start-up handlers its indexes, live: the loop reads them as the watches fill them.
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(memo.runtime, kwargs, logger), name="judge policies")
+
+    async def stop(self, **_: Any) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self, shared: runtime.Runtime, indexes: dict[str, Any], logger: kopf.Logger) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        next_round = loop.time() + self._tick
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_round - loop.time()))
+            self._wake.clear()
+            due, self._dirty = self._dirty, set()
+            if loop.time() >= next_round:
+                due |= set(indexes[POLICY_INDEX].keys())
+                next_round = loop.time() + self._tick
+            for namespace in due:
+                try:
+                    await self._judge_namespace(shared, indexes, namespace, logger)
+                except Exception:  # one namespace's failure must not stop judging the others
+                    logger.exception("could not judge the policies of namespace %s", namespace)
+
+    @staticmethod
+    async def _judge_namespace(shared: runtime.Runtime, indexes: dict[str, Any], namespace: str | None,
+                               logger: kopf.Logger) -> None:
+        pipelines = list(indexes[INDEX].get(namespace, []))
+        for name, spec in list(indexes[POLICY_INDEX].get(namespace, [])):
+            await judge(shared, namespace, name, spec, pipelines, logger, indexes.get(namespaces.INDEX))
 
 
 def _refuse_spec(body: kopf.Body, patch: kopf.Patch, previous: fp.FindingsPolicyStatus,

@@ -1,0 +1,248 @@
+"""Two replicas with ``--leader-election`` on the real control plane: one reconciles, both answer admission, and
+the other takes over when the leader dies (SIGKILL) or is stopped (SIGTERM, as in a rollout).
+
+Both run as subprocesses exactly as deployed (``imagescan run`` with the shipped ServiceAccount's kubeconfig,
+the shipped RBAC including deploy/base/leader-election-rbac.yaml, the shipped tick and Lease timings), each
+with its own webhook port; the emulator is AWS. Checked:
+
+- the standby answers AdmissionReviews from its own watches and verdicts while the leader lives (a Deny
+  policy refuses the violating image, a clean one is allowed), and writes nothing (no AWS write in its log);
+- after SIGKILL, the standby takes the Lease and objects created after the kill become Ready within
+  ``FAILOVER_BOUND_S`` (docs/operations.md); the figures are printed;
+- after SIGTERM, the leader releases the Lease and the standby takes over within ``HANDOVER_BOUND_S``;
+- no object was handled by two replicas: exactly one UpdateImagePipeline per pipeline in the emulator's
+  call log, and exactly one ScanningUpdated Event per pipeline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import pathlib
+import socket
+import ssl
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import kubernetes.client
+import pytest
+
+from imagescan import GROUP, VERSION
+from imagescan.emulator import server
+from tests.integration import harness
+from tests.reliability import support
+from tests.support.fixtures import Cluster
+
+LEASE_NAMESPACE = "imagescan-system"
+# Lease 15 s, retry 2 s (x 1.2 jitter): a standby takes over 13-20 s after the leader's last renewal; then its
+# second kopf operator starts and reconciles. docs/operations.md quotes the same bound.
+FAILOVER_BOUND_S = 30.0
+# SIGTERM: the leader stops its reconciling operator and releases the Lease; the standby's next retry takes it.
+HANDOVER_BOUND_S = 12.0
+
+
+class Replica:
+    """One ``imagescan run --leader-election`` subprocess with its own webhook port and identity."""
+
+    def __init__(self, name: str, cluster: Cluster, emulator: server.Emulator, lease: str,
+                 folder: pathlib.Path) -> None:
+        self.name = name
+        self.port = _free_port()
+        self.ca = folder / f"{name}-certs" / "ca.crt"
+        assert emulator.endpoint_url
+        self.process = support.OperatorProcess(
+            cluster.operator_kubeconfig, emulator.endpoint_url, cluster.namespace, folder / f"{name}.log",
+            extra_args=["--leader-election", "--leader-election-namespace", LEASE_NAMESPACE,
+                        "--leader-election-id", lease, "--webhook-port", str(self.port),
+                        "--webhook-addr", "127.0.0.1", "--webhook-cert-dir", str(folder / f"{name}-certs")])
+
+    def start(self, monkeypatch: pytest.MonkeyPatch) -> Replica:
+        monkeypatch.setenv("POD_NAME", self.name)  # the holder identity, as the downward API gives it
+        self.process.start()
+        return self
+
+    def review(self, image: str, namespace: str) -> dict[str, Any]:
+        """An AdmissionReview of a Pod running ``image``, POSTed to this replica's webhook: its response."""
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": namespace},
+               "spec": {"containers": [{"name": "app", "image": image}]}}
+        request = {"uid": str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                   "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": namespace,
+                   "name": "app", "operation": "CREATE", "userInfo": {"username": "jane"}, "object": pod,
+                   "oldObject": None, "dryRun": False, "options": {}}
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+        connection = http.client.HTTPSConnection(
+            "localhost", self.port, context=ssl.create_default_context(cafile=str(self.ca)), timeout=10)
+        try:
+            connection.request("POST", "/validate", json.dumps(review).encode(), {"Content-Type": "application/json"})
+            reply = connection.getresponse()
+            body = json.loads(reply.read())
+        finally:
+            connection.close()
+        assert reply.status == 200 and body["response"]["uid"] == request["uid"], body
+        return dict(body["response"])
+
+    def denies(self, image: str, namespace: str) -> bool | None:
+        """True/False once the webhook answers; None while it is not listening yet."""
+        try:
+            return not self.review(image, namespace)["allowed"]
+        except OSError:  # not listening yet, or its certificate not written yet
+            return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _holder(cluster: Cluster, lease: str) -> str:
+    client = cluster.client()
+    try:
+        found = kubernetes.client.CoordinationV1Api(client).read_namespaced_lease(lease, LEASE_NAMESPACE)
+        return str(found.spec.holder_identity or "")
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return ""
+        raise
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+
+
+def _wait_holder(cluster: Cluster, lease: str, name: str, timeout: float) -> float:
+    """When (monotonic) the Lease was first seen held by ``name``."""
+    harness.wait_for(lambda: _holder(cluster, lease) == name or None, timeout, f"{name} to hold the Lease")
+    return time.monotonic()
+
+
+def _add(emulator: server.Emulator, pipelines: harness.Pipelines, names: list[str]) -> dict[str, str]:
+    """Pipelines with scanning off in AWS and on in the spec: the leader turns each on with one write."""
+    arns = {}
+    for name in names:
+        arns[name] = emulator.world.add_pipeline(name=name, container=True, scanning_enabled=False, findings=2)
+        pipelines.create(name, {"pipelineArn": arns[name], "scanning": {"enabled": True}})
+    return arns
+
+
+def _all_ready(pipelines: harness.Pipelines, names: list[str], timeout: float) -> float:
+    for name in names:
+        pipelines.wait_ready(name, timeout=timeout)
+    return time.monotonic()
+
+
+def _handled_once(emulator: server.Emulator, pipelines: harness.Pipelines, arns: dict[str, str]) -> dict[str, Any]:
+    """UpdateImagePipeline calls and ScanningUpdated Events per pipeline (each must be exactly one)."""
+    updates = Counter(call.arn for call in emulator.call_log.entries() if call.operation == "UpdateImagePipeline")
+    events = {name: sum(e.reason == "ScanningUpdated" for e in pipelines.events(name)) for name in arns}
+    return {"updates": {name: updates[arn] for name, arn in arns.items()}, "events": events}
+
+
+def _prepare_gate(cluster: Cluster, emulator: server.Emulator, pipelines: harness.Pipelines) -> tuple[str, str]:
+    """A Deny policy over one violating pipeline and one clean one; returns their latest images."""
+    client = cluster.client()
+    try:
+        kubernetes.client.CustomObjectsApi(client).create_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, "findingspolicies",
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy", "metadata": {"name": "no-criticals"},
+             "spec": {"selector": {"matchLabels": {"gate": "deny"}}, "thresholds": {"critical": 0},
+                      "enforcement": "Deny"}})
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    images = []
+    for name, findings in (("gated-bad", {"CRITICAL": 2}), ("gated-good", {"LOW": 1})):
+        arn = emulator.world.add_pipeline(name=name, container=True, scanning_enabled=True, findings=findings)
+        pipelines.create(name, {"pipelineArn": arn})
+        pipelines.patch(name, {"metadata": {"labels": {"gate": "deny"}}})
+        images.append(harness.wait_for(lambda n=name: _latest_image(pipelines, n), 30, f"{name}'s latest image"))
+    return images[0], images[1]
+
+
+def _latest_image(pipelines: harness.Pipelines, name: str) -> str | None:
+    latest = (((pipelines.get(name) or {}).get("status") or {}).get("findings") or {}).get("latestImage") or {}
+    images = latest.get("containerImages") or []
+    return str(images[0]) if images else None
+
+
+def _wrote_aws(replica: Replica, upto: int | None = None) -> bool:
+    return "turned image scanning" in replica.process.log_text()[:upto]
+
+
+def test_sigkill_of_the_leader_fails_over_and_the_standby_answers_admission_meanwhile(
+        cluster: Cluster, emulator: server.Emulator, pipelines: harness.Pipelines, tmp_path: pathlib.Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lease = f"failover-{uuid.uuid4().hex[:8]}"
+    a = Replica("replica-a", cluster, emulator, lease, tmp_path).start(monkeypatch)
+    b = Replica("replica-b", cluster, emulator, lease, tmp_path)
+    try:
+        _wait_holder(cluster, lease, "replica-a", 30)
+        b.start(monkeypatch)
+        before = [f"before-{i}" for i in range(4)]
+        arns = _add(emulator, pipelines, before)
+        _all_ready(pipelines, before, 30)
+        bad, good = _prepare_gate(cluster, emulator, pipelines)
+        # The standby judges from its own watches: it refuses the violating image once it has seen the policy.
+        assert harness.wait_for(lambda: b.denies(bad, cluster.namespace), 30, "the standby's webhook to deny")
+        assert b.denies(good, cluster.namespace) is False
+        assert a.denies(bad, cluster.namespace) is True
+        standby_log = len(b.process.log_text())
+
+        b_alive_before_kill = b.process.alive()
+        a.process.kill()
+        killed = time.monotonic()
+        after = [f"after-{i}" for i in range(4)]
+        arns |= _add(emulator, pipelines, after)
+        acquired = _wait_holder(cluster, lease, "replica-b", FAILOVER_BOUND_S + 5)
+        ready = _all_ready(pipelines, after, FAILOVER_BOUND_S + 5)
+        assert b.denies(bad, cluster.namespace) is True  # the new leader's webhook never stopped
+        handled = _handled_once(emulator, pipelines, arns)
+        figures = {"kill_to_lease_s": round(acquired - killed, 1), "kill_to_ready_s": round(ready - killed, 1),
+                   "pipelines": len(arns), **handled}
+        support.figures("failover-sigkill", **figures)
+        assert b_alive_before_kill
+        assert not _wrote_aws(b, standby_log), "the standby wrote to AWS while the leader held the Lease"
+        assert figures["kill_to_ready_s"] <= FAILOVER_BOUND_S, figures
+        assert set(handled["updates"].values()) == {1}, handled
+        assert set(handled["events"].values()) == {1}, handled
+        assert a.process.refusals() == [] and b.process.refusals() == []
+    finally:
+        b.process.stop()
+        if a.process.alive():
+            a.process.stop()
+
+
+def test_sigterm_of_the_leader_releases_the_lease_and_hands_over_quickly(
+        cluster: Cluster, emulator: server.Emulator, pipelines: harness.Pipelines, tmp_path: pathlib.Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lease = f"handover-{uuid.uuid4().hex[:8]}"
+    a = Replica("replica-a", cluster, emulator, lease, tmp_path).start(monkeypatch)
+    b = Replica("replica-b", cluster, emulator, lease, tmp_path)
+    try:
+        _wait_holder(cluster, lease, "replica-a", 30)
+        b.start(monkeypatch)
+        before = ["before-0", "before-1"]
+        arns = _add(emulator, pipelines, before)
+        _all_ready(pipelines, before, 30)
+        harness.wait_for(lambda: b.denies("registry.example/none:1", cluster.namespace) is False, 30,
+                         "the standby's webhook")
+
+        stopping = time.monotonic()
+        a.process.stop()  # SIGTERM, as a rollout sends it
+        stopped = time.monotonic()
+        after = ["after-0", "after-1"]
+        arns |= _add(emulator, pipelines, after)
+        acquired = _wait_holder(cluster, lease, "replica-b", HANDOVER_BOUND_S + 5)
+        ready = _all_ready(pipelines, after, HANDOVER_BOUND_S + 5)
+        handled = _handled_once(emulator, pipelines, arns)
+        figures = {"sigterm_to_exit_s": round(stopped - stopping, 1),
+                   "sigterm_to_lease_s": round(acquired - stopping, 1),
+                   "sigterm_to_ready_s": round(ready - stopping, 1), **handled}
+        support.figures("failover-sigterm", **figures)
+        assert "released the Lease" in a.process.log_text()
+        assert figures["sigterm_to_ready_s"] <= HANDOVER_BOUND_S, figures
+        assert set(handled["updates"].values()) == {1}, handled
+        assert set(handled["events"].values()) == {1}, handled
+        assert a.process.refusals() == [] and b.process.refusals() == []
+    finally:
+        b.process.stop()
+        a.process.stop()
