@@ -92,6 +92,8 @@ class ResourceState(base.CRDModel):
     """AWS Lambda code scanning."""
     code_repository: TypeState | None = None
     """Code repository scanning."""
+    ami: TypeState | None = None
+    """Amazon Machine Image scanning (reported by newer Inspector APIs; not a type Enable takes yet)."""
 
     def of(self, resource_type: str) -> TypeState | None:
         value = getattr(self, "lambda_" if resource_type == "LAMBDA" else _attribute(resource_type))

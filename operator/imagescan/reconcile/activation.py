@@ -145,9 +145,10 @@ def _outcome(request: Request, state: aws_inspector.AccountState | None, error: 
 
 
 def _resource_state(state: aws_inspector.AccountState) -> m.ResourceState:
+    # Every member Inspector reports (ami too, which no Enable type maps to); the model ignores unknown ones.
     members: dict[str, Any] = {
         member: m.TypeState(status=s.status, error_code=s.error_code, error_message=s.error_message)
-        for member, s in state.types.items() if member in m.STATE_MEMBERS.values()
+        for member, s in state.types.items()
     }
     return m.ResourceState.model_validate(members)
 
