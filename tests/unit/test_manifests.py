@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -216,15 +217,25 @@ def test_iam_pipeline_writes_are_scoped_to_pipelines() -> None:
             assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "imagebuilder.amazonaws.com"
 
 
-def test_deployment_is_single_replica_recreate_and_hardened() -> None:
+BASE_ARGS = ["--all-namespaces", "--http-port=8080", "--log-format=json", "--leader-election"]
+SELECTOR = {"app.kubernetes.io/name": "imagescan-operator"}
+
+
+def test_deployment_is_highly_available_and_hardened() -> None:
+    """Two replicas (the webhook answers while one restarts; the Lease holder alone reconciles), rolled one new
+    pod in before an old one goes, spread over nodes; non-root, read-only root filesystem."""
     deployment = _one(_deploy_docs(), "Deployment", "imagescan-operator")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"]["type"] == "Recreate"
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert spec["selector"]["matchLabels"] == SELECTOR
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "imagescan-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    assert spread["kubernetes.io/hostname"]["labelSelector"]["matchLabels"] == SELECTOR
+    assert spread["kubernetes.io/hostname"]["maxSkew"] == 1
     (container,) = pod["containers"]
     security = container["securityContext"]
     assert security["runAsNonRoot"] is True
@@ -235,12 +246,52 @@ def test_deployment_is_single_replica_recreate_and_hardened() -> None:
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
-    probe = container["livenessProbe"]["httpGet"]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert probe["path"] == "/healthz" and ports.get(probe["port"], probe["port"]) == 8080
-    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
-    assert {"name": "AWS_REGION", "value": "us-east-1"} in container["env"]
-    assert container["resources"]["limits"]["memory"] == "256Mi"
+    assert container["args"] == BASE_ARGS
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AWS_REGION"] == {"name": "AWS_REGION", "value": "us-east-1"}
+    # Leader election's holder identity and the Lease's namespace, from the downward API.
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
+def _mebibytes(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    return next(float(quantity[:-2]) * factor for unit, factor in units.items() if quantity.endswith(unit))
+
+
+def test_memory_is_sized_from_the_benchmark() -> None:
+    """docs/benchmarks.md measures the peak RSS at the documented scale (1,000 pipelines); the request must cover
+    it and the limit leave room above it (an OOM kill loses the Lease and restarts the webhook)."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    peak = max(float(m) for m in re.findall(r"peak RSS of the operator process \(MiB\) \| ([\d.]+)", text))
+    (container,) = _one(_deploy_docs(), "Deployment", "imagescan-operator")["spec"]["template"]["spec"]["containers"]
+    resources = container["resources"]
+    assert _mebibytes(resources["requests"]["memory"]) >= peak
+    assert _mebibytes(resources["limits"]["memory"]) >= 2 * peak
+    assert "cpu" in resources["requests"] and "cpu" not in resources.get("limits", {})
+
+
+def test_disruption_budget_and_metrics_service_select_the_operator() -> None:
+    docs = _deploy_docs()
+    budget = _one(docs, "PodDisruptionBudget", "imagescan-operator")
+    assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": SELECTOR}}
+    service = _one(docs, "Service", "imagescan-operator-metrics")
+    assert service["spec"]["selector"] == SELECTOR
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+    assert budget["metadata"]["namespace"] == service["metadata"]["namespace"] == "imagescan-system"
+
+
+def test_webhook_overlay_keeps_the_base_args_and_replicas() -> None:
+    rendered = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "webhook")], check=True, capture_output=True,
+                              text=True).stdout
+    deployment = _one([d for d in yaml.safe_load_all(rendered) if d], "Deployment", "imagescan-operator")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:len(BASE_ARGS)] == BASE_ARGS
+    assert deployment["spec"]["replicas"] == 2
+    assert {e["name"] for e in container["env"]} >= {"POD_NAME", "POD_NAMESPACE"}
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
