@@ -156,12 +156,15 @@ async def run_elected(config: runtime.Config, election: leader.Settings) -> None
 async def _lead(config: runtime.Config, elector: leader.Elector, serving: InThread, stopping: asyncio.Event) -> None:
     # Its ports are the admission operator's: the webhook and the probe stay up while leadership moves.
     reconciling = InThread(dataclasses.replace(config, webhook=None, liveness_endpoint=None))
+    holding = asyncio.ensure_future(elector.hold())  # renewing already while kopf starts
     try:
-        await asyncio.to_thread(reconciling.start)
-        await _race(lost=elector.hold(), stop=stopping.wait(), ended=_ended(serving), failed=_ended(reconciling))
+        starting = asyncio.to_thread(reconciling.start)
+        if await _race(started=starting, lost=asyncio.shield(holding), stop=stopping.wait()) == "started":
+            await _race(lost=holding, stop=stopping.wait(), ended=_ended(serving), failed=_ended(reconciling))
     except leader.LeadershipLost as exc:
         _give_up(str(exc))
     finally:
+        holding.cancel()
         await asyncio.to_thread(reconciling.stop)  # before the Lease is released: no write after that
     _raise_if_failed(reconciling)
 

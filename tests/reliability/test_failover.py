@@ -188,6 +188,8 @@ def test_sigkill_of_the_leader_fails_over_and_the_standby_answers_admission_mean
         standby_log = len(b.process.log_text())
 
         b_alive_before_kill = b.process.alive()
+        rss = {"leader_rss_mib": support.sample(a.process.pid).rss_kib // 1024,
+               "standby_rss_mib": support.sample(b.process.pid).rss_kib // 1024}
         a.process.kill()
         killed = time.monotonic()
         after = [f"after-{i}" for i in range(4)]
@@ -197,7 +199,7 @@ def test_sigkill_of_the_leader_fails_over_and_the_standby_answers_admission_mean
         assert b.denies(bad, cluster.namespace) is True  # the new leader's webhook never stopped
         handled = _handled_once(emulator, pipelines, arns)
         figures = {"kill_to_lease_s": round(acquired - killed, 1), "kill_to_ready_s": round(ready - killed, 1),
-                   "pipelines": len(arns), **handled}
+                   "pipelines": len(arns), **rss, **handled}
         support.figures("failover-sigkill", **figures)
         assert b_alive_before_kill
         assert not _wrote_aws(b, standby_log), "the standby wrote to AWS while the leader held the Lease"

@@ -182,3 +182,16 @@ def test_the_admission_operator_registers_nothing_that_writes_to_objects() -> No
     assert built._webhooks.get_all_handlers()
     full = runner.registry(config)
     assert full._changing.get_all_handlers() and full._spawning.get_all_handlers()
+
+
+async def test_race_names_the_first_to_finish_raises_its_error_and_cancels_the_others() -> None:
+    slow = asyncio.ensure_future(asyncio.sleep(10))
+    assert await runner._race(slow=slow, fast=asyncio.sleep(0)) == "fast"
+    await asyncio.sleep(0)
+    assert slow.cancelled()
+
+    async def lose() -> None:
+        raise leader.LeadershipLost("gone")
+
+    with pytest.raises(leader.LeadershipLost):
+        await runner._race(lost=lose(), stop=asyncio.sleep(10))
