@@ -10,6 +10,8 @@ with its own webhook port; the emulator is AWS. Checked:
 - after SIGKILL, the standby takes the Lease and objects created after the kill become Ready within
   ``FAILOVER_BOUND_S`` (docs/operations.md); the figures are printed;
 - after SIGTERM, the leader releases the Lease and the standby takes over within ``HANDOVER_BOUND_S``;
+- a leader that finds the Lease held by another (as after being cut off longer than the lease) exits with
+  status 1 at its next renewal, and the standby takes over when that record expires;
 - no object was handled by two replicas: exactly one UpdateImagePipeline per pipeline in the emulator's
   call log, and exactly one ScanningUpdated Event per pipeline.
 """
@@ -245,6 +247,46 @@ def test_sigterm_of_the_leader_releases_the_lease_and_hands_over_quickly(
         assert set(handled["updates"].values()) == {1}, handled
         assert set(handled["events"].values()) == {1}, handled
         assert a.process.refusals() == [] and b.process.refusals() == []
+    finally:
+        b.process.stop()
+        a.process.stop()
+
+
+def test_a_leader_that_finds_the_lease_taken_exits_at_once_and_writes_nothing_more(
+        cluster: Cluster, emulator: server.Emulator, pipelines: harness.Pipelines, tmp_path: pathlib.Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As when the holder was cut off for longer than the lease and another replica took over meanwhile: the
+    holder must stop at its next renewal, not go on reconciling beside the new one."""
+    lease = f"taken-{uuid.uuid4().hex[:8]}"
+    a = Replica("replica-a", cluster, emulator, lease, tmp_path).start(monkeypatch)
+    b = Replica("replica-b", cluster, emulator, lease, tmp_path)
+    try:
+        _wait_holder(cluster, lease, "replica-a", 30)
+        b.start(monkeypatch)
+        arns = _add(emulator, pipelines, ["before-0"])
+        _all_ready(pipelines, ["before-0"], 30)
+
+        client = cluster.client()
+        try:
+            kubernetes.client.CoordinationV1Api(client).patch_namespaced_lease(
+                lease, LEASE_NAMESPACE, {"spec": {"holderIdentity": "someone-else"}})
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
+        taken = time.monotonic()
+        assert a.process.process is not None
+        code = harness.wait_for(lambda: a.process.process.poll() if a.process.process else None, 10,
+                                "the old holder to exit")
+        exited = time.monotonic()
+        arns |= _add(emulator, pipelines, ["after-0"])
+        acquired = _wait_holder(cluster, lease, "replica-b", FAILOVER_BOUND_S + 5)
+        _all_ready(pipelines, ["after-0"], FAILOVER_BOUND_S + 5)
+        handled = _handled_once(emulator, pipelines, arns)
+        support.figures("failover-lease-taken", taken_to_exit_s=round(exited - taken, 1),
+                        taken_to_lease_s=round(acquired - taken, 1), exit_code=code, **handled)
+        assert code == 1 and "exiting now" in a.process.log_text()
+        assert exited - taken <= 2 * 1.2 * 2.0 + 1.0  # at its next renewal
+        assert set(handled["updates"].values()) == {1}, handled
+        assert set(handled["events"].values()) == {1}, handled
     finally:
         b.process.stop()
         a.process.stop()
