@@ -42,7 +42,12 @@ def parser() -> argparse.ArgumentParser:
                      "(default: botocore's AWS_ENDPOINT_URL_STS / the default region's STS endpoint)")
     run.add_argument("--workers", type=int, default=10, help="threads for AWS calls (default 10)")
     run.add_argument("--tick", type=float, default=10.0, help="seconds between due-checks per object (default 10)")
-    run.add_argument("--liveness", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--http-port", type=int, help="serve /healthz (liveness), /readyz (readiness) and /metrics "
+                     "(Prometheus) over plain HTTP on this port (default: off)")
+    run.add_argument("--http-addr", default="0.0.0.0", help="address for --http-port (default 0.0.0.0)")
+    run.add_argument("--log-format", choices=["text", "json"], default="text",
+                     help="text (default), or json: one object per line with timestamp, level, logger, message "
+                     "and the object's kind, namespace and name")
     webhook = run.add_argument_group("admission webhook (FindingsPolicy Warn / Deny); off unless --webhook-port")
     webhook.add_argument("--webhook-port", type=int, help="serve the validating webhook over HTTPS on this port")
     webhook.add_argument("--webhook-addr", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
@@ -128,12 +133,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from imagescan import runner
+    from imagescan import logs, runner
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_format, verbose=args.verbose)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's kubeconfig login reads it when it logs in
     election = election_settings(args)
@@ -163,6 +165,7 @@ def election_settings(args: argparse.Namespace) -> leader.Settings | None:
 
 def run_config(args: argparse.Namespace) -> runtime.Config:
     """The operator's settings from `imagescan run`'s flags."""
+    from imagescan import probes
     from imagescan.handlers import runtime
 
     return runtime.Config(
@@ -173,7 +176,7 @@ def run_config(args: argparse.Namespace) -> runtime.Config:
         tick=args.tick,
         namespaces=tuple(args.namespace),
         clusterwide=not args.namespace,
-        liveness_endpoint=args.liveness,
+        http=probes.Settings(port=args.http_port, addr=args.http_addr) if args.http_port is not None else None,
         webhook=_webhook_settings(args),
     )
 

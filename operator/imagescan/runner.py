@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import kopf
 
-from imagescan import leader
+from imagescan import leader, logs, metrics, probes
 from imagescan.handlers import (
     admission,
     findingspolicy,
@@ -60,17 +60,29 @@ async def run(
         stop_flag: asyncio.Event | threading.Event | None = None,
         ready_flag: asyncio.Event | threading.Event | None = None,
         handlers: kopf.OperatorRegistry | None = None,
+        observed: metrics.Metrics | None = None,
 ) -> None:
-    await kopf.operator(
-        registry=handlers if handlers is not None else registry(config),
-        memo=kopf.Memo(config=config),
-        standalone=True,
-        clusterwide=config.clusterwide,
-        namespaces=config.namespaces,
-        liveness_endpoint=config.liveness_endpoint,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    """kopf with the operator's handlers, and its HTTP endpoint (``config.http``) for as long as kopf runs.
+    ``observed``: the metrics to count into (default: a registry of this operator's own)."""
+    observed = observed if observed is not None else metrics.Metrics()
+    health = probes.Health(webhook=(config.webhook.addr, config.webhook.port) if config.webhook else None)
+    built = handlers if handlers is not None else registry(config)
+    probes.register(built, health)
+    logs.quiet()
+    async with probes.serving(config.http, health, observed.registry):
+        health.running = True
+        try:
+            await kopf.operator(
+                registry=built,
+                memo=kopf.Memo(config=config, metrics=observed),
+                standalone=True,
+                clusterwide=config.clusterwide,
+                namespaces=config.namespaces,
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+        finally:
+            health.running = False
 
 
 class _NotMainThread(logging.Filter):
@@ -83,12 +95,14 @@ class _NotMainThread(logging.Filter):
 class InThread:
     """The operator on its own event loop in a background thread (the sandbox and the tests)."""
 
-    def __init__(self, config: runtime.Config, handlers: kopf.OperatorRegistry | None = None) -> None:
+    def __init__(self, config: runtime.Config, handlers: kopf.OperatorRegistry | None = None,
+                 observed: metrics.Metrics | None = None) -> None:
         kopf_runner = logging.getLogger("kopf._core.reactor.running")
         if not any(isinstance(f, _NotMainThread) for f in kopf_runner.filters):
             kopf_runner.addFilter(_NotMainThread())
         self.config = config
         self._handlers = handlers
+        self.metrics = observed if observed is not None else metrics.Metrics()
         self.exited = threading.Event()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -97,7 +111,8 @@ class InThread:
 
     def _main(self) -> None:
         try:
-            asyncio.run(run(self.config, stop_flag=self._stop, ready_flag=self._ready, handlers=self._handlers))
+            asyncio.run(run(self.config, stop_flag=self._stop, ready_flag=self._ready, handlers=self._handlers,
+                            observed=self.metrics))
         except BaseException as exc:  # surfaced to the caller through .error
             self.error = exc
             self._ready.set()
@@ -122,6 +137,7 @@ class InThread:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+
 logger = logging.getLogger(__name__)
 EXIT_LEADERSHIP_LOST = 1
 
@@ -138,13 +154,14 @@ async def run_elected(config: runtime.Config, election: leader.Settings) -> None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    serving = InThread(config, handlers=admission_registry(config))
+    observed = metrics.Metrics()  # one registry: the admission operator's /metrics shows the reconciler's too
+    serving = InThread(config, handlers=admission_registry(config), observed=observed)
     await asyncio.to_thread(serving.start)
     elector = leader.Elector(election, leader.KubernetesLeases(election, timeout=election.retry_period))
     try:
         logger.info("standing by for the Lease %s/%s as %s", election.namespace, election.name, election.identity)
         if await _race(lease=elector.acquire(), stop=stopping.wait(), ended=_ended(serving)) == "lease":
-            await _lead(config, elector, serving, stopping)
+            await _lead(config, elector, serving, stopping, observed)
     finally:
         await elector.release()  # also a Lease won by an attempt that a SIGTERM interrupted
         await asyncio.to_thread(serving.stop)
@@ -153,9 +170,10 @@ async def run_elected(config: runtime.Config, election: leader.Settings) -> None
         raise RuntimeError("the admission operator stopped on its own")
 
 
-async def _lead(config: runtime.Config, elector: leader.Elector, serving: InThread, stopping: asyncio.Event) -> None:
-    # Its ports are the admission operator's: the webhook and the probe stay up while leadership moves.
-    reconciling = InThread(dataclasses.replace(config, webhook=None, liveness_endpoint=None))
+async def _lead(config: runtime.Config, elector: leader.Elector, serving: InThread, stopping: asyncio.Event,
+                observed: metrics.Metrics) -> None:
+    # Its ports are the admission operator's: the webhook, the probes and metrics stay up while leadership moves.
+    reconciling = InThread(dataclasses.replace(config, webhook=None, http=None), observed=observed)
     holding = asyncio.ensure_future(elector.hold())  # renewing already while kopf starts
     try:
         starting = asyncio.to_thread(reconciling.start)

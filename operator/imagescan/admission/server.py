@@ -14,7 +14,8 @@ import dataclasses
 import logging
 import pathlib
 import tempfile
-from collections.abc import AsyncIterator, Collection
+import time
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, cast
 
 import aiohttp.web
@@ -52,17 +53,25 @@ class GuardedWebhookServer(kopf.WebhookServer):
     answer: kopf's reading stops at aiohttp's 1 MiB limit with an HTTP 413 and fails on odd shapes with an
     HTTP 500, both of which ``failurePolicy: Ignore`` turns into admission unjudged."""
 
-    def __init__(self, *, reviewed: Collection[intake.Resource] = (), **kwargs: Any) -> None:
+    def __init__(self, *, reviewed: Collection[intake.Resource] = (), observe: Callable[[float], None] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reviewed = frozenset(reviewed)
+        self.observe = observe
+        """Told each parsed request's seconds, from screening it to the answer (the latency histogram)."""
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        reviewed = self.reviewed
+        reviewed, observe = self.reviewed, self.observe
 
         async def screened(request: Any, *, webhook: str | None = None, headers: Any = None,
                            sslpeer: Any = None) -> Any:
-            answer = intake.screen(request, reviewed)
-            return answer if answer is not None else await _judge(fn, request, headers, sslpeer)
+            started = time.monotonic()
+            try:
+                answer = intake.screen(request, reviewed)
+                return answer if answer is not None else await _judge(fn, request, headers, sslpeer)
+            finally:
+                if observe is not None:
+                    observe(time.monotonic() - started)
 
         async for config in super().__call__(screened):
             yield config
@@ -109,13 +118,15 @@ async def _judge(fn: kopf.WebhookFn, review: intake.Review, headers: Any, sslpee
         return intake.refusal(uid, 500, "imagescan could not review the request (the operator logged why)")
 
 
-def build(settings: Settings, reviewed: Collection[intake.Resource] = ()) -> GuardedWebhookServer:
+def build(settings: Settings, reviewed: Collection[intake.Resource] = (),
+          observe: Callable[[float], None] | None = None) -> GuardedWebhookServer:
     """The server with cert-manager's files, or with a freshly generated self-signed certificate.
 
     ``reviewed``: the (group, version, plural) the handlers judge; requests for others are allowed.
+    ``observe``: told each request's seconds.
     """
     if settings.cert and settings.key:
-        return GuardedWebhookServer(addr=settings.addr, port=settings.port, reviewed=reviewed,
+        return GuardedWebhookServer(addr=settings.addr, port=settings.port, reviewed=reviewed, observe=observe,
                                     certfile=settings.cert, pkeyfile=settings.key)
     from imagescan.admission import tls  # needs cryptography, which only this mode uses
 
@@ -123,5 +134,5 @@ def build(settings: Settings, reviewed: Collection[intake.Resource] = ()) -> Gua
     names = list(dict.fromkeys([*settings.dns_names, "localhost", "127.0.0.1"]))
     files = tls.write_self_signed(directory, names)
     logger.info("Serving the admission webhook with a self-signed certificate; its CA is %s", files.ca)
-    return GuardedWebhookServer(addr=settings.addr, port=settings.port, reviewed=reviewed,
+    return GuardedWebhookServer(addr=settings.addr, port=settings.port, reviewed=reviewed, observe=observe,
                                 certfile=str(files.cert), pkeyfile=str(files.key), cafile=str(files.ca))

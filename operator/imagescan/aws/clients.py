@@ -59,8 +59,11 @@ class Clients:
         session: boto3.session.Session | None = None,
         *,
         clock: Callable[[], datetime.datetime] | None = None,
+        instrument: Callable[[Any], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._instrument = instrument
+        """Called with every new client, STS's too, to hook its event system (metrics)."""
         self._session = session or boto3.session.Session(region_name=settings.default_region)
         self._clock = clock  # botocore's own (local time) unless a test moves it
         self._lock = threading.Lock()
@@ -107,6 +110,8 @@ class Clients:
                     )
                 gate = retries.ThrottleGate()
                 retries.install(client, gate)
+                if self._instrument is not None:
+                    self._instrument(client)
                 self._clients[key] = client
                 self.gates[key] = gate
             return client
@@ -149,11 +154,14 @@ class Clients:
             _service: str, *, aws_access_key_id: str, aws_secret_access_key: str, aws_session_token: str | None,
         ) -> Any:
             with self._lock:  # sessions are not thread-safe; a refresh runs in whichever worker signs
-                return self._session.client(
+                client = self._session.client(
                     "sts", region_name=region, endpoint_url=self.settings.sts_endpoint_url, config=self._config(),
                     aws_access_key_id=aws_access_key_id, aws_secret_access_key=aws_secret_access_key,
                     aws_session_token=aws_session_token,
                 )
+            if self._instrument is not None:
+                self._instrument(client)
+            return client
 
         return create
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import kopf
 
+from imagescan import metrics
 from imagescan.admission import decision, server, workloads
 from imagescan.handlers import findingspolicy, runtime
 from imagescan.reconcile import policy
@@ -55,8 +56,10 @@ def register(registry: kopf.OperatorRegistry, config: runtime.Config, *, audit_e
     if not any(isinstance(f, _QuietDenials) for f in kopf_objects.filters):
         kopf_objects.addFilter(_QuietDenials())
 
-    async def serve(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.admission.server = server.build(webhook, RESOURCES)
+    async def serve(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        observed: metrics.Metrics | None = getattr(memo, "metrics", None)
+        settings.admission.server = server.build(
+            webhook, RESOURCES, observe=observed.webhook_seconds.observe if observed is not None else None)
         settings.admission.managed = None  # we ship our own configuration: timeout, failurePolicy, selectors
 
     kopf.on.startup(registry=registry, id="admission-server")(serve)
@@ -89,12 +92,15 @@ class Auditor:
     async def review(self, *, body: kopf.Body, dryrun: bool, warnings: list[str], **kwargs: Any) -> None:
         operation: str | None = kwargs.get("operation")
         old: kopf.Body | None = kwargs.get("old") if operation == "UPDATE" else None
+        observed: metrics.Metrics = kwargs["memo"].runtime.metrics
         try:
             judged = self._judge(body, old, kwargs)
         except Exception as exc:  # a bug here must not refuse workloads: failurePolicy Ignore is the promise
             logger.exception("could not judge %s %s", body.get("kind"), body.meta.get("name"))
             warnings.append(f"imagescan could not judge the images: {exc}")
+            observed.admission("None", "error")
             return
+        observed.admission(*_decision(judged))
         subject = _subject(body, operation)
         for breach in judged.by_enforcement("Audit"):
             logger.info("admitted %s: %s", subject, breach.message)
@@ -145,6 +151,14 @@ class Auditor:
         finally:
             self._signals.pop(key, None)
             self._pending.pop(key, None)
+
+
+def _decision(judged: decision.Decision) -> tuple[str, str]:
+    """(enforcement, result) of a request for the metrics: the strongest enforcement it met decides."""
+    for enforcement, result in (("Deny", "denied"), ("Warn", "warned"), ("Audit", "allowed")):
+        if judged.by_enforcement(enforcement):
+            return enforcement, result
+    return "None", "allowed"
 
 
 def _reader(kwargs: Mapping[str, Any]) -> decision.Read:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 from typing import Any
 
 import kopf
 import pydantic
 
-from imagescan import GROUP, VERSION
+from imagescan import GROUP, VERSION, logs, metrics
 from imagescan.aws import errors
 from imagescan.handlers import imagepipeline, namespaces, runtime
 from imagescan.handlers import status as status_
@@ -30,6 +31,7 @@ from imagescan.reconcile import pipeline as pipeline_
 from imagescan.reconcile import policy
 
 RESOURCE = (GROUP, VERSION, "findingspolicies")
+KIND = "FindingsPolicy"
 INDEX = "pipelines_by_namespace"
 POLICY_INDEX = "policies_by_namespace"
 
@@ -110,15 +112,24 @@ async def evaluate(
         body: kopf.Body, patch: kopf.Patch, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger,
         **kwargs: Any,
 ) -> None:
-    pipelines_by_namespace: kopf.Index[str | None, policy.Pipeline] = kwargs[INDEX]  # kopf injects indexes by id
     generation = int(body.meta.get("generation") or 0)
     previous = status_.read(fp.FindingsPolicyStatus, body)
     try:
         spec = fp.FindingsPolicySpec.model_validate(dict(body.spec))
     except pydantic.ValidationError as exc:
-        _refuse_spec(body, patch, previous, exc, generation)
+        status = _refuse_spec(body, patch, previous, exc, generation)
+        if "runtime" in memo:  # refusing a spec needs nothing of the runtime but the metrics
+            memo.runtime.metrics.settled(KIND, body.meta.uid or "", status.conditions)
         return
     shared: runtime.Runtime = memo.runtime
+    with shared.metrics.reconcile(KIND) as tally:
+        await _evaluate(body, patch, namespace, shared, logger, tally, previous, spec, generation, kwargs)
+
+
+async def _evaluate(body: kopf.Body, patch: kopf.Patch, namespace: str | None, shared: runtime.Runtime,
+                    logger: kopf.Logger, tally: metrics.Tally, previous: fp.FindingsPolicyStatus,
+                    spec: fp.FindingsPolicySpec, generation: int, kwargs: dict[str, Any]) -> None:
+    pipelines_by_namespace: kopf.Index[str | None, policy.Pipeline] = kwargs[INDEX]  # kopf injects indexes by id
     pipelines = list(pipelines_by_namespace.get(namespace, []))
     result = await judge(shared, namespace, body.meta.name or "", spec, pipelines, logger,
                          kwargs.get(namespaces.INDEX))
@@ -132,10 +143,15 @@ async def evaluate(
         totals=result.totals, pipelines=result.verdicts, top_vulnerabilities=result.top_vulnerabilities,
         expired_exemptions=result.expired_exemptions, last_evaluated=kstatus.now_rfc3339(),
     )
-    if _changed(previous, status):
+    shared.metrics.settled(KIND, body.meta.uid or "", status.conditions)
+    changed = _changed(previous, status)
+    if changed:
         _post_events(body, previous, status)
         status_.replace(patch, body, status)
-        logger.debug("evaluated: %s", message)
+    # Every tick re-evaluates every policy: a line at INFO only when the verdicts changed.
+    line, fields = logs.reconcile_line(str(kwargs.get("reason") or "tick"), [f"evaluated: {message}"],
+                                       tally.calls, tally.seconds)
+    logger.log(logging.INFO if changed else logging.DEBUG, "%s", line, extra=fields)
 
 
 async def judge(shared: runtime.Runtime, namespace: str | None, name: str, spec: fp.FindingsPolicySpec,
@@ -151,6 +167,7 @@ async def judge(shared: runtime.Runtime, namespace: str | None, name: str, spec:
     shared.verdicts.record(namespace, name, policy.Judgement(
         enforcement=spec.enforcement, verdicts=result.judged, seen=frozenset(p.name for p in pipelines),
     ))
+    shared.metrics.verdicts(namespace, name, result.judged)
     return result
 
 
@@ -162,6 +179,8 @@ async def forget_verdicts(event: kopf.RawEvent, namespace: str | None, name: str
     if event.get("type") == "DELETED" and name:
         shared: runtime.Runtime = memo.runtime
         shared.verdicts.forget(namespace, name)
+        shared.metrics.forget_policy(namespace, name)
+        shared.metrics.forget(str(event.get("object", {}).get("metadata", {}).get("uid", "")))
 
 
 class Judging:
@@ -218,7 +237,7 @@ class Judging:
 
 
 def _refuse_spec(body: kopf.Body, patch: kopf.Patch, previous: fp.FindingsPolicyStatus,
-                 exc: pydantic.ValidationError, generation: int) -> None:
+                 exc: pydantic.ValidationError, generation: int) -> fp.FindingsPolicyStatus:
     """Stalled/InvalidSpec naming each bad field, and a Warning Event saying the same. Only on change: the
     timer re-evaluates every tick, and an unchanged bad spec must not write status or post Events each time.
     Nothing else is affected: ``index_policy`` leaves the policy out, so pipelines and admission go on
@@ -228,6 +247,7 @@ def _refuse_spec(body: kopf.Body, patch: kopf.Patch, previous: fp.FindingsPolicy
     if _changed(previous, status):
         kopf.warn(body, reason="InvalidSpec", message=message)
         status_.replace(patch, body, status)
+    return status
 
 
 def spec_problems(exc: pydantic.ValidationError) -> str:

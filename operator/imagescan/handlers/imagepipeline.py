@@ -5,17 +5,19 @@ writes the complete status the reconciler returns, and posts Events for what a p
 AWS failures never raise into kopf: they become conditions, and the schedule decides when to try again.
 The PolicyCompliant condition is written here too, from the verdicts the namespace's FindingsPolicies last
 recorded (``runtime.verdicts``, never judged here): on every reconcile, and on timer ticks in between.
+Each reconcile logs one line: INFO when it changed something or failed, DEBUG when a resync found all as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import kopf
 import pydantic
 
-from imagescan import GROUP, VERSION
+from imagescan import GROUP, VERSION, logs, metrics
 from imagescan.aws import errors
 from imagescan.handlers import inspectoractivation, namespaces
 from imagescan.handlers import runtime as runtime_
@@ -26,12 +28,14 @@ from imagescan.models import kstatus
 from imagescan.reconcile import activation, pipeline, policy
 
 RESOURCE = (GROUP, VERSION, "imagepipelines")
+KIND = "ImagePipeline"
 PAUSED_ANNOTATION = status_.PAUSED_ANNOTATION
 RECONCILE_ANNOTATION = f"{GROUP}/reconcile-requested-at"
 # An invalid spec has no resyncInterval of its own; the default's. Fixing the spec reconciles at once anyway.
 INVALID_SPEC_RECHECK = 600.0
 POLICY_INDEX = "policies_by_namespace"  # registered by handlers.findingspolicy
 Policies = kopf.Index[str | None, tuple[str, fp.FindingsPolicySpec]]
+TRIGGERS = {"create": "created", "update": "updated", "resume": "resumed"}  # kopf's reason -> the log's word
 
 
 def register(registry: kopf.OperatorRegistry, tick: float) -> None:
@@ -46,7 +50,7 @@ def register(registry: kopf.OperatorRegistry, tick: float) -> None:
 async def reconcile_now(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any,
 ) -> None:
-    await _reconcile(body, patch, memo, logger, kwargs)
+    await _reconcile(body, patch, memo, logger, kwargs, trigger=TRIGGERS.get(str(kwargs.get("reason")), "changed"))
 
 
 async def resync(
@@ -102,31 +106,76 @@ async def _reconcile(
         indexes: dict[str, Any],
         *,
         refresh_findings: bool = False,
+        trigger: str = "resync",
 ) -> None:
     policies: Policies | None = indexes.get(POLICY_INDEX)
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
     async with shared.lock(uid):
-        previous = shared.last_written(uid) or status_.read(m.ImagePipelineStatus, body)
-        try:
-            spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
-        except pydantic.ValidationError as exc:
-            shared.remember(uid, _write_invalid_spec(body, patch, previous, exc))
-            shared.schedule.failed(uid, terminal=True, resync=INVALID_SPEC_RECHECK)
-            return
-        request = _request(body, spec, indexes, previous, refresh_findings)
-        outcome = await shared.run_blocking(
-            pipeline.sync, shared.clients, shared.buckets, request, kstatus.now_rfc3339,
-            _explainer(indexes.get(inspectoractivation.INDEX)),
-        )
-        _wait_for_inspector(shared, uid, outcome)
-        status = outcome.status.model_copy(
-            update={"last_handled_reconcile_at": _echoed(body.meta.annotations.get(RECONCILE_ANNOTATION))},
-        )
-        status = _with_compliance(status, previous, body, policies, shared)
-        shared.remember(uid, status_.replace(patch, body, pipeline.fit(status)))
-        _post_events(body, previous, outcome, logger)
-        _reschedule(shared, uid, spec, outcome, logger)
+        with shared.metrics.reconcile(KIND) as tally:  # timed from here: waiting for the lock is not the reconcile's
+            previous = shared.last_written(uid) or status_.read(m.ImagePipelineStatus, body)
+            try:
+                spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
+            except pydantic.ValidationError as exc:
+                status = _write_invalid_spec(body, patch, previous, exc)
+                shared.remember(uid, status)
+                shared.metrics.settled(KIND, uid, status.conditions)
+                delay = shared.schedule.failed(uid, terminal=True, resync=INVALID_SPEC_RECHECK)
+                _log(logger, trigger, [f"{status_.problems(exc)} (Terminal InvalidSpec); next check in {delay:.0f}s"],
+                     tally, logging.INFO)
+                return
+            request = _request(body, spec, indexes, previous, refresh_findings)
+            outcome = await shared.run_blocking(
+                pipeline.sync, shared.clients, shared.buckets, request, kstatus.now_rfc3339,
+                _explainer(indexes.get(inspectoractivation.INDEX)),
+            )
+            _wait_for_inspector(shared, uid, outcome)
+            status = outcome.status.model_copy(
+                update={"last_handled_reconcile_at": _echoed(body.meta.annotations.get(RECONCILE_ANNOTATION))},
+            )
+            status = _with_compliance(status, previous, body, policies, shared)
+            shared.remember(uid, status_.replace(patch, body, pipeline.fit(status)))
+            shared.metrics.settled(KIND, uid, status.conditions)
+            shared.metrics.findings(uid, body.meta.namespace or "", body.meta.name or "", status)
+            _post_events(body, previous, outcome)
+            delay = _reschedule(shared, uid, spec, outcome)
+            _log_outcome(logger, trigger, previous, status, outcome, delay, tally)
+
+
+def _log_outcome(logger: kopf.Logger, trigger: str, previous: m.ImagePipelineStatus, status: m.ImagePipelineStatus,
+                 outcome: pipeline.Outcome, delay: float, tally: metrics.Tally) -> None:
+    """The reconcile's one line: what it did, at INFO unless it was a resync or restart that changed nothing."""
+    actions = []
+    if outcome.wrote:
+        actions.append(f"turned image scanning {_scanning(outcome.status)}")
+    if outcome.findings_refreshed:
+        actions.append("findings refreshed")
+    changed = _essence(previous) != _essence(status)
+    if changed and not outcome.wrote:
+        actions.append("status changed")
+    error = outcome.error
+    if error is not None:
+        kind = "Terminal" if error.terminal else "Recoverable"
+        actions.append(f"{error.message} ({kind} {error.reason}); next attempt in {delay:.0f}s")
+    noteworthy = outcome.wrote or changed or error is not None or trigger in ("created", "updated")
+    _log(logger, trigger, actions, tally, logging.INFO if noteworthy else logging.DEBUG)
+
+
+def _log(logger: kopf.Logger, trigger: str, actions: list[str], tally: metrics.Tally, level: int) -> None:
+    message, fields = logs.reconcile_line(trigger, actions, tally.calls, tally.seconds)
+    logger.log(level, "%s", message, extra=fields)
+
+
+def _essence(status: m.ImagePipelineStatus) -> dict[str, Any]:
+    """What tells whether a reconcile changed anything: the status but the times it was read at and the
+    conditions' wording (after a write, "(updated by the operator)" leaves the message at the next resync)."""
+    essence = status.model_dump(exclude={"last_synced": True, "findings": {"last_refreshed"}, "conditions": True})
+    essence["conditions"] = [(c.type, c.status, c.reason) for c in status.conditions]
+    return essence
+
+
+def _scanning(status: m.ImagePipelineStatus) -> str:
+    return "on" if status.scanning and status.scanning.enabled else "off"
 
 
 def _echoed(requested: str | None) -> str | None:
@@ -140,20 +189,15 @@ def _echoed(requested: str | None) -> str | None:
 
 def _reschedule(
         shared: runtime_.Runtime, uid: str, spec: m.ImagePipelineSpec, outcome: pipeline.Outcome,
-        logger: kopf.Logger,
-) -> None:
-    """Tell the schedule how it went: the only thing that decides when the timer reconciles again."""
+) -> float:
+    """Tell the schedule how it went: the only thing that decides when the timer reconciles again. Returns
+    the delay until the next attempt."""
     if outcome.error is None:
-        delay = shared.schedule.succeeded(
+        return shared.schedule.succeeded(
             uid, resync=spec.resync_seconds, refresh=spec.refresh_seconds,
             findings_refreshed=outcome.findings_refreshed,
         )
-        logger.debug("reconciled; next attempt in %.0fs", delay)
-        return
-    error = outcome.error
-    delay = shared.schedule.failed(uid, terminal=error.terminal, resync=spec.resync_seconds)
-    kind = "Terminal" if error.terminal else "Recoverable"
-    logger.info("%s (%s %s); next attempt in %.0fs", error.message, kind, error.reason, delay)
+    return shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=spec.resync_seconds)
 
 
 def _with_compliance(
@@ -223,15 +267,11 @@ def _ready_reason(status: m.ImagePipelineStatus) -> str | None:
     return ready.reason if ready is not None else None
 
 
-def _post_events(
-        body: kopf.Body, previous: m.ImagePipelineStatus, outcome: pipeline.Outcome, logger: kopf.Logger,
-) -> None:
+def _post_events(body: kopf.Body, previous: m.ImagePipelineStatus, outcome: pipeline.Outcome) -> None:
     """Events on transitions only, so a retry or resync that finds the same problem again stays quiet."""
     if outcome.wrote:
-        state = "on" if outcome.status.scanning and outcome.status.scanning.enabled else "off"
-        message = f"turned image scanning {state} in Image Builder"
+        message = f"turned image scanning {_scanning(outcome.status)} in Image Builder"
         kopf.event(body, type="Normal", reason="ScanningUpdated", message=message)
-        logger.info("turned image scanning %s", state)
     _warn_on_new_failure(body, previous, outcome.status)
     before = _latest_critical(previous)
     after = _latest_critical(outcome.status)

@@ -9,12 +9,13 @@ deletion reads to never turn off a type another activation still wants.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
 import pydantic
 
-from imagescan import GROUP, VERSION
+from imagescan import GROUP, VERSION, logs, metrics
 from imagescan.aws import clients as aws_clients
 from imagescan.aws import errors
 from imagescan.handlers import runtime as runtime_
@@ -24,11 +25,13 @@ from imagescan.models import kstatus
 from imagescan.reconcile import access, activation
 
 RESOURCE = (GROUP, VERSION, "inspectoractivations")
+KIND = "InspectorActivation"
 INDEX = "inspector_activations"
 INDEX_KEY = "all"
 PAUSED_ANNOTATION = status_.PAUSED_ANNOTATION
 INVALID_SPEC_RECHECK = 600.0
 Activations = kopf.Index[str, activation.View]
+TRIGGERS = {"create": "created", "update": "updated", "resume": "resumed"}  # kopf's reason -> the log's word
 
 
 def register(registry: kopf.OperatorRegistry, tick: float) -> None:
@@ -58,8 +61,8 @@ def index_activation(
 
 
 async def reconcile_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger,
-                        **_: Any) -> None:
-    await _reconcile(body, patch, memo, logger)
+                        **kwargs: Any) -> None:
+    await _reconcile(body, patch, memo, logger, trigger=TRIGGERS.get(str(kwargs.get("reason")), "changed"))
 
 
 async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
@@ -69,44 +72,80 @@ async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: ko
         await _reconcile(body, patch, memo, logger)
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger) -> None:
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger,
+                     trigger: str = "resync") -> None:
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
     async with shared.lock(uid):
-        previous = status_.read(m.InspectorActivationStatus, body)
-        generation = int(body.meta.get("generation") or 0)
-        try:
-            spec = m.InspectorActivationSpec.model_validate(dict(body.spec))
-        except pydantic.ValidationError as exc:
-            _refuse(body, patch, previous, status_.problems(exc), generation, shared)
-            return
-        if not (spec.region or _default_region(shared)):
-            _refuse(body, patch, previous, "spec.region: required, the operator has no default region "
-                    "(imagescan run --region or AWS_REGION)", generation, shared)
-            return
-        request = activation.Request(
-            spec=spec, uid=uid, generation=generation, region=spec.region or _default_region(shared),
-            previous=previous, paused=body.meta.annotations.get(PAUSED_ANNOTATION) == "true",
-        )
-        client = shared.clients.inspector2(request.region, _role(spec))
-        outcome = await shared.run_blocking(activation.sync, client, request)
-        status_.replace(patch, body, outcome.status)
-        _post_events(body, previous, outcome, logger)
-        _reschedule(shared, uid, spec, outcome, logger)
-        if outcome.status.account_id and outcome.enabled:
-            for waiting in shared.inspector_waiters.enabled(outcome.status.account_id, request.region,
-                                                            outcome.enabled):
-                shared.schedule.wake(waiting)
+        with shared.metrics.reconcile(KIND) as tally:  # timed from here: waiting for the lock is not the reconcile's
+            previous = status_.read(m.InspectorActivationStatus, body)
+            generation = int(body.meta.get("generation") or 0)
+            try:
+                spec = m.InspectorActivationSpec.model_validate(dict(body.spec))
+            except pydantic.ValidationError as exc:
+                _refuse(body, patch, previous, status_.problems(exc), generation, shared, logger, trigger, tally)
+                return
+            if not (spec.region or _default_region(shared)):
+                _refuse(body, patch, previous, "spec.region: required, the operator has no default region "
+                        "(imagescan run --region or AWS_REGION)", generation, shared, logger, trigger, tally)
+                return
+            request = activation.Request(
+                spec=spec, uid=uid, generation=generation, region=spec.region or _default_region(shared),
+                previous=previous, paused=body.meta.annotations.get(PAUSED_ANNOTATION) == "true",
+            )
+            client = shared.clients.inspector2(request.region, _role(spec))
+            outcome = await shared.run_blocking(activation.sync, client, request)
+            status_.replace(patch, body, outcome.status)
+            shared.metrics.settled(KIND, uid, outcome.status.conditions)
+            _post_events(body, previous, outcome)
+            delay = _reschedule(shared, uid, spec, outcome)
+            _log_outcome(logger, trigger, previous, spec, outcome, delay, tally)
+            if outcome.status.account_id and outcome.enabled:
+                for waiting in shared.inspector_waiters.enabled(outcome.status.account_id, request.region,
+                                                                outcome.enabled):
+                    shared.schedule.wake(waiting)
+
+
+def _log_outcome(logger: kopf.Logger, trigger: str, previous: m.InspectorActivationStatus,
+                 spec: m.InspectorActivationSpec, outcome: activation.Outcome, delay: float,
+                 tally: metrics.Tally) -> None:
+    """The reconcile's one line: INFO when it wrote, failed or changed status, or on a create or update."""
+    actions = []
+    if outcome.wrote:
+        actions.append(f"asked Amazon Inspector to activate {', '.join(spec.resource_types)}")
+    changed = _essence(previous) != _essence(outcome.status)
+    if changed and not outcome.wrote:
+        actions.append("status changed")
+    if outcome.error is not None:
+        kind = "Terminal" if outcome.error.terminal else "Recoverable"
+        actions.append(f"{outcome.error.message} ({kind} {outcome.error.reason}); next attempt in {delay:.0f}s")
+    elif outcome.settling:
+        actions.append(f"Inspector is changing state; next read in {delay:.0f}s")
+    noteworthy = outcome.wrote or changed or outcome.error is not None or trigger in ("created", "updated")
+    message, fields = logs.reconcile_line(trigger, actions, tally.calls, tally.seconds)
+    logger.log(logging.INFO if noteworthy else logging.DEBUG, "%s", message, extra=fields)
+
+
+def _essence(status: m.InspectorActivationStatus) -> dict[str, Any]:
+    """The status but the time it was read at and the conditions' wording."""
+    essence = status.model_dump(exclude={"last_synced": True, "conditions": True})
+    essence["conditions"] = [(c.type, c.status, c.reason) for c in status.conditions]
+    return essence
 
 
 def _refuse(body: kopf.Body, patch: kopf.Patch, previous: m.InspectorActivationStatus, message: str,
-            generation: int, shared: runtime_.Runtime) -> None:
+            generation: int, shared: runtime_.Runtime, logger: kopf.Logger, trigger: str,
+            tally: metrics.Tally) -> None:
     """Stalled with InvalidSpec, one Warning per new problem, re-checked at the invalid-spec interval only."""
     before = _ready(previous)
     if before is None or before.reason != "InvalidSpec":
         kopf.warn(body, reason="InvalidSpec", message=message)
-    status_.replace(patch, body, status_.invalid_spec(previous, message, generation))
-    shared.schedule.failed(body.meta.uid or "", terminal=True, resync=INVALID_SPEC_RECHECK)
+    status = status_.replace(patch, body, status_.invalid_spec(previous, message, generation))
+    shared.metrics.settled(KIND, body.meta.uid or "", status.conditions)
+    delay = shared.schedule.failed(body.meta.uid or "", terminal=True, resync=INVALID_SPEC_RECHECK)
+    line, fields = logs.reconcile_line(
+        trigger, [f"{message} (Terminal InvalidSpec); next check in {delay:.0f}s"], tally.calls, tally.seconds)
+    logger.info("%s", line, extra=fields)
 
 
 def _role(spec: m.InspectorActivationSpec) -> aws_clients.Role | None:
@@ -125,25 +164,20 @@ def _default_region(shared: runtime_.Runtime) -> str:
 
 
 def _reschedule(shared: runtime_.Runtime, uid: str, spec: m.InspectorActivationSpec,
-                outcome: activation.Outcome, logger: kopf.Logger) -> None:
+                outcome: activation.Outcome) -> float:
+    """Tell the schedule how it went; returns the delay until the next attempt."""
     resync = spec.resync_seconds
     if outcome.error is not None:
-        delay = shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=resync)
-        kind = "Terminal" if outcome.error.terminal else "Recoverable"
-        logger.info("%s (%s %s); next attempt in %.0fs", outcome.error.message, kind, outcome.error.reason, delay)
-    elif outcome.settling:
-        delay = shared.schedule.settling(uid, resync=resync)
-        logger.debug("Inspector is changing state; next read in %.0fs", delay)
-    else:
-        shared.schedule.succeeded(uid, resync=resync, refresh=resync, findings_refreshed=False)
+        return shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=resync)
+    if outcome.settling:
+        return shared.schedule.settling(uid, resync=resync)
+    return shared.schedule.succeeded(uid, resync=resync, refresh=resync, findings_refreshed=False)
 
 
-def _post_events(body: kopf.Body, previous: m.InspectorActivationStatus, outcome: activation.Outcome,
-                 logger: kopf.Logger) -> None:
+def _post_events(body: kopf.Body, previous: m.InspectorActivationStatus, outcome: activation.Outcome) -> None:
     if outcome.wrote:
         message = f"asked Amazon Inspector to activate {', '.join(body.spec.get('resourceTypes') or ['EC2', 'ECR'])}"
         kopf.event(body, type="Normal", reason="InspectorEnabled", message=message)
-        logger.info(message)
     ready = _ready(outcome.status)
     before = _ready(previous)
     if ready is None or ready.status == "True" or (before is not None and before.reason == ready.reason):

@@ -38,7 +38,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Watches that silently stall are restarted instead of hanging forever.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    memo.runtime = runtime.Runtime(config)
+    memo.runtime = runtime.Runtime(config, getattr(memo, "metrics", None))
 
 
 async def close(memo: kopf.Memo, **_: Any) -> None:

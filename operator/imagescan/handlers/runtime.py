@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from imagescan import metrics as metrics_
+from imagescan import probes
 from imagescan.admission import server as admission_server
 from imagescan.aws import clients as aws_clients
 from imagescan.models import imagepipeline as m
@@ -26,7 +29,8 @@ class Config:
     after a failure), in seconds. The schedule alone decides when; the tick only rounds a shorter delay up."""
     namespaces: tuple[str, ...] = ()
     clusterwide: bool = False
-    liveness_endpoint: str | None = None
+    http: probes.Settings | None = None
+    """Serve /healthz, /readyz and /metrics this way; None: no port opened."""
     webhook: admission_server.Settings | None = None
     """Serve the admission webhook (FindingsPolicy gating) this way; None: no webhook, no port opened."""
 
@@ -34,9 +38,10 @@ class Config:
 class Runtime:
     """AWS clients, the worker pool for blocking boto3 calls, shared caches and the schedule."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics: metrics_.Metrics | None = None) -> None:
         self.config = config
-        self.clients = aws_clients.Clients(config.aws)
+        self.metrics = metrics if metrics is not None else metrics_.Metrics()
+        self.clients = aws_clients.Clients(config.aws, instrument=self.metrics.instrument)
         self.buckets = findings.AccountBuckets()
         self.details = details.DetailCache()
         self.schedule = schedule.Schedule()
@@ -55,8 +60,10 @@ class Runtime:
         self._written: dict[str, bytes] = {}
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """boto3 blocks: run it in the pool sized with botocore's connection pool, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        """boto3 blocks: run it in the pool sized with botocore's connection pool, off the event loop. In a copy
+        of the caller's context, so the AWS calls it makes are counted for the caller's reconcile (metrics)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, fn, *args)
 
     def lock(self, uid: str) -> asyncio.Lock:
         """One reconcile at a time per object, whether an event or the timer started it."""
@@ -67,6 +74,7 @@ class Runtime:
         self._locks.pop(uid, None)
         self._written.pop(uid, None)
         self.schedule.forget(uid)
+        self.metrics.forget(uid)
 
     def remember(self, uid: str, status: m.ImagePipelineStatus) -> None:
         self._written[uid] = status.model_dump_json(by_alias=True, exclude_none=True).encode()
