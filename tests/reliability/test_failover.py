@@ -229,6 +229,13 @@ def test_sigterm_of_the_leader_releases_the_lease_and_hands_over_quickly(
         _all_ready(pipelines, before, 30)
         harness.wait_for(lambda: b.denies("registry.example/none:1", cluster.namespace) is False, 30,
                          "the standby's webhook")
+        # A standby stopped (a rollout replaces standbys too) just goes: the Lease stays with the leader.
+        c = Replica("replica-c", cluster, emulator, lease, tmp_path).start(monkeypatch)
+        harness.wait_for(lambda: c.denies("registry.example/none:1", cluster.namespace) is False, 30,
+                         "the third replica's webhook")
+        c.process.stop()
+        assert "released the Lease" not in c.process.log_text()
+        assert _holder(cluster, lease) == "replica-a"
 
         stopping = time.monotonic()
         a.process.stop()  # SIGTERM, as a rollout sends it
