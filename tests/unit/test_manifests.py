@@ -343,3 +343,73 @@ def test_the_cross_account_example_is_consistent() -> None:
     activation = BY_KIND["InspectorActivation"].spec.model_validate(
         next(d for d in docs if d["kind"] == "InspectorActivation")["spec"])
     assert activation.role_arn == spec.role_arn
+
+
+# --- Helm chart, monitoring ------------------------------------------------------------------------------------
+
+CHART = DEPLOY / "helm" / "imagescan-operator"
+
+
+def test_chart_crds_are_the_repositorys() -> None:
+    """Helm installs CRDs from the chart's crds/ folder: a copy of crds/ (`imagescan crds` writes those), which
+    must not drift. Refresh it with `cp crds/*.imagescan.io.yaml deploy/helm/imagescan-operator/crds/`."""
+    ours = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.imagescan.io.yaml")}
+    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert set(chart) == set(ours)
+    assert all(chart[name] == ours[name] for name in ours), "deploy/helm/imagescan-operator/crds/ is stale"
+
+
+def _leaf_values(values: dict[str, Any], prefix: str = "") -> set[str]:
+    leaves: set[str] = set()
+    for name, value in values.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, dict) and value and name not in ("resources", "requests", "limits"):
+            leaves |= _leaf_values(value, f"{path}.")
+        else:
+            leaves.add(path)
+    return leaves
+
+
+def test_every_helm_value_is_documented() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (DEPLOY / "README.md").read_text()
+    table = readme[readme.index("## Helm values"):].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| ([^|]+) \|", table, re.MULTILINE)
+    documented = {name for cell in first_cells for name in re.findall(r"`([A-Za-z0-9_.]+)`", cell)}
+    assert _leaf_values(values) - documented == set(), "add these to deploy/README.md's Helm values table"
+    assert documented - _leaf_values(values) == set(), "deploy/README.md documents values the chart lacks"
+
+
+def test_chart_version_is_the_operators() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{chart["appVersion"]}"' in project
+
+
+def test_dashboard_queries_metrics_the_operator_exports() -> None:
+    """Every metric the Grafana dashboard reads is registered by imagescan.metrics (a renamed metric must not
+    leave an empty panel)."""
+    dashboard = json.loads((DEPLOY / "monitoring" / "dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    used = {re.sub(r"_(total|bucket|sum|count)$", "", name) for expr in exprs
+            for name in re.findall(r"\b(imagescan_[a-z_]+)\b", expr)}
+    source = (ROOT / "operator" / "imagescan" / "metrics.py").read_text()
+    exported = set(re.findall(r'"(imagescan_[a-z_]+)"', source))
+    assert used and used <= exported, f"not exported by imagescan.metrics: {sorted(used - exported)}"
+    for wanted in ("imagescan_findings", "imagescan_policy_pipelines", "imagescan_admission_decisions",
+                   "imagescan_aws_calls", "imagescan_reconcile_duration_seconds", "imagescan_objects"):
+        assert wanted in used, wanted
+    assert any("histogram_quantile" in expr and "webhook" in expr for expr in exprs)
+
+
+def test_monitoring_scrapes_the_metrics_service() -> None:
+    rendered = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "monitoring")], check=True, capture_output=True,
+                              text=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    monitor = _one(docs, "ServiceMonitor", "imagescan-operator")
+    service = _one(_deploy_docs(), "Service", "imagescan-operator-metrics")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
+    dashboard = _one(docs, "ConfigMap", "imagescan-operator-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["dashboard.json"])["uid"] == "imagescan-operator"
