@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
+import os
 import pathlib
 import shutil
 import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +27,7 @@ import yaml
 
 from tests.support import controlplane
 from tests.support.fixtures import own_control_plane
+from tests.unit.test_packaging import BLOCK_SANDBOX
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "imagescan-operator"
@@ -304,3 +310,50 @@ def test_the_intended_differences_are_still_differences(helm: str) -> None:
     kustomize_account = copy.deepcopy(kustomize_objects[account])
     del kustomize_account["metadata"]["annotations"]
     assert _comparable(helm_objects[account])[0] == _comparable(kustomize_account)[0]
+
+
+# --- The image's command, without the sandbox extra -------------------------------------------------------------
+
+
+def test_the_images_command_runs_without_the_sandbox_extra(server: Server) -> None:
+    """`imagescan run` with the Deployment's args, in an interpreter where kmock and celpy cannot be imported (as
+    in the image), as the shipped ServiceAccount: it becomes ready, serves metrics, holds the Lease, and stops
+    cleanly. Catches a sandbox dependency imported lazily at run time, which import checks cannot."""
+    plane = server.plane
+    for crd in sorted((ROOT / "crds").glob("*.imagescan.io.yaml")):
+        plane.apply_yaml(crd)
+    plane.apply_yaml(ROOT / "deploy" / "base" / "leader-election-rbac.yaml")
+    deployment = yaml.safe_load((ROOT / "deploy" / "base" / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    port = controlplane.free_port()
+    args = [arg.replace("--http-port=8080", f"--http-port={port}") for arg in container["args"]]
+    with controlplane.operator_identity(plane, server.folder) as kubeconfig:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAME": "imagescan-operator-0",
+               "POD_NAMESPACE": NAMESPACE, "AWS_REGION": "us-east-1"}
+        log = server.folder / "operator.log"
+        code = BLOCK_SANDBOX + f"from imagescan import cli; sys.exit(cli.main({['run', *args]!r}))"
+        with log.open("w") as out:
+            process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                       cwd=ROOT)
+        try:
+            deadline, ready = time.monotonic() + 60, None
+            while time.monotonic() < deadline and ready != 200 and process.poll() is None:
+                time.sleep(0.5)
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                        ready = answer.status
+                except OSError:
+                    continue
+            assert ready == 200, log.read_text()[-3000:]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                assert b"imagescan_" in answer.read()
+            lease = plane.get("coordination.k8s.io", "v1", "leases", NAMESPACE, "imagescan-operator")
+            assert lease is not None and lease["spec"]["holderIdentity"] == "imagescan-operator-0"
+        finally:
+            process.terminate()
+            process.wait(30)
+        text = log.read_text()
+        assert process.returncode == 0, text[-3000:]
+        assert "kmock" not in text and "celpy" not in text
+        # --log-format=json: every line is a JSON object.
+        assert all(json.loads(line) for line in text.splitlines() if line.strip())

@@ -90,7 +90,7 @@ def test_constraints_pin_every_runtime_dependency() -> None:
 
 
 # Prepended to code run in a fresh interpreter: kmock and celpy cannot be imported, as in the production image.
-_BLOCK_SANDBOX = f"""
+BLOCK_SANDBOX = f"""
 import importlib.abc, sys
 
 class Absent(importlib.abc.MetaPathFinder):
@@ -117,7 +117,7 @@ print(json.dumps(failed))
 
 
 def _python_without_sandbox(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _BLOCK_SANDBOX + code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", BLOCK_SANDBOX + code], capture_output=True, text=True,
                           timeout=300, check=False, cwd=ROOT)
 
 
