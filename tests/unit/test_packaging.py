@@ -194,3 +194,27 @@ def test_dockerfile_passes_hadolint() -> None:
     result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_runtime_module_imports_the_sandbox_later_either() -> None:
+    """Imports inside functions escape the import check above: none of the operator's modules may import the
+    sandbox's dependencies or modules anywhere, but `imagescan sandbox`'s guarded import in cli.py."""
+    import ast
+
+    allowed = {("imagescan.cli", "imagescan.sandbox")}
+    package = ROOT / "operator" / "imagescan"
+    found: list[tuple[str, str]] = []
+    for path in sorted(package.rglob("*.py")):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+        if module.startswith(SANDBOX_ONLY_MODULES):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                if name.startswith(SANDBOX_ONLY_MODULES) or name.split(".")[0] in SANDBOX_ONLY_IMPORTS:
+                    found.append((module, name))
+    assert set(found) == allowed, sorted(set(found) ^ allowed)
