@@ -231,6 +231,19 @@ def test_helm_refuses_replicas_that_would_all_reconcile(helm: str) -> None:
     assert "leaderElection.enabled" in result.stderr
 
 
+@pytest.mark.parametrize(("setting", "complaint"), [
+    ("replicas=3", "additional properties 'replicas' not allowed"),
+    ("webhook.failurePolicy=fail", "must be one of 'Ignore', 'Fail'"),
+    ("aws.roleArn=imagescan-operator", "/aws/roleArn"),
+])
+def test_helm_refuses_values_it_does_not_know(helm: str, setting: str, complaint: str) -> None:
+    """values.schema.json: a misspelt or wrong value fails the install instead of being silently ignored."""
+    result = subprocess.run([helm, "template", "imagescan", str(CHART), "--set", setting], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
 @pytest.mark.parametrize("settings", [[], ["webhook.enabled=true"], ["metrics.serviceMonitor.enabled=true"]],
                          ids=["defaults", "webhook", "servicemonitor"])
 def test_helm_lint(helm: str, settings: list[str]) -> None:

@@ -47,15 +47,10 @@ app.kubernetes.io/name: imagescan-operator
 {{- if .Values.webhook.certManager.enabled }}imagescan-webhook-tls{{ else }}{{ required "webhook.existingSecret is required when webhook.certManager.enabled is false" .Values.webhook.existingSecret }}{{ end }}
 {{- end }}
 
+{{/* What values.schema.json cannot say: rules across values. */}}
 {{- define "imagescan.checks" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would reconcile every object" }}
-{{- end }}
-{{- if not (has .Values.logFormat (list "json" "text")) }}
-{{- fail "logFormat must be json or text" }}
-{{- end }}
-{{- if not (has .Values.webhook.failurePolicy (list "Ignore" "Fail")) }}
-{{- fail "webhook.failurePolicy must be Ignore or Fail" }}
 {{- end }}
 {{- end }}
 
