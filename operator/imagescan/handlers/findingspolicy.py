@@ -149,8 +149,8 @@ async def _evaluate(body: kopf.Body, patch: kopf.Patch, namespace: str | None, s
         _post_events(body, previous, status)
         status_.replace(patch, body, status)
     # Every tick re-evaluates every policy: a line at INFO only when the verdicts changed.
-    line, fields = logs.reconcile_line(str(kwargs.get("reason") or "tick"), [f"evaluated: {message}"],
-                                       tally.calls, tally.seconds)
+    trigger = imagepipeline.TRIGGERS.get(str(kwargs.get("reason")), "tick")
+    line, fields = logs.reconcile_line(trigger, [f"evaluated: {message}"], tally.calls, tally.seconds)
     logger.log(logging.INFO if changed else logging.DEBUG, "%s", line, extra=fields)
 
 
