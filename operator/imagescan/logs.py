@@ -6,7 +6,8 @@ namespace and name as fields of their own, so a log query can select one object.
 
 kopf logs every successful handler and timer run at INFO: with a timer per object, that is a line per
 object per tick. ``Quiet`` demotes those to DEBUG; the handlers log one INFO line per reconcile that did
-something instead (``reconcile_line``).
+something instead (``reconcile_line``). kopf's webhook server keeps aiohttp's access log, a line at INFO per
+admission request: ``QuietAccess`` demotes those too (a refusal or an Audit hit has its own INFO line).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FORMATS = ("text", "json")
 # Record attributes that are kopf's plumbing, not information: the settings object, the posting switch.
 _KOPF_PLUMBING = ("settings", "k8s_skip", "k8s_ref")
+ACCESS_LOGGER = "aiohttp.access"  # aiohttp.log.access_logger, which kopf's webhook server does not turn off
 # kopf's "Handler 'resume' succeeded.", "Timer 'resync' succeeded.", "Resuming is processed: 1 succeeded; 0 failed."
 _KOPF_SUCCESS = re.compile(r"^(\w+ '[^']*' succeeded\.|\w+ is processed: \d+ succeeded; 0 failed\.)$")
 
@@ -86,15 +88,29 @@ class Quiet(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.INFO or not _KOPF_SUCCESS.match(record.getMessage()):
             return True
-        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return _demote(record)
+
+
+class QuietAccess(logging.Filter):
+    """aiohttp's access lines (the webhook's requests) become DEBUG, as ``Quiet`` does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno != logging.INFO or _demote(record)
+
+
+def _demote(record: logging.LogRecord) -> bool:
+    """Make an INFO record DEBUG; keep it only if its logger shows DEBUG (the root's level, as configured)."""
+    record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+    return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
 def quiet() -> None:
-    """Install ``Quiet`` on kopf's per-object logger (once; the tests start many operators in a process)."""
-    objects = logging.getLogger("kopf.objects")
-    if not any(isinstance(f, Quiet) for f in objects.filters):
-        objects.addFilter(Quiet())
+    """Install ``Quiet`` on kopf's per-object logger and ``QuietAccess`` on aiohttp's access log (once each;
+    the tests start many operators in a process)."""
+    for name, kind in (("kopf.objects", Quiet), (ACCESS_LOGGER, QuietAccess)):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in target.filters):
+            target.addFilter(kind())
 
 
 def reconcile_line(trigger: str, actions: list[str], calls: int, seconds: float) -> tuple[str, dict[str, Any]]:

@@ -1,15 +1,18 @@
 """Log output: JSON lines with the object a record is about, the text line with it too, kopf's per-run success
-lines kept out of INFO, and the reconcile's one line."""
+lines and aiohttp's access lines (one per admission request) kept out of INFO, and the reconcile's one line."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import logging.handlers
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp.web
 import pytest
+from aiohttp import test_utils, web_log
 
 from imagescan import logs
 
@@ -112,6 +115,48 @@ def test_quiet_is_installed_once() -> None:
     logs.quiet()
     logs.quiet()
     assert sum(isinstance(f, logs.Quiet) for f in logging.getLogger("kopf.objects").filters) == 1
+    assert sum(isinstance(f, logs.QuietAccess) for f in logging.getLogger(logs.ACCESS_LOGGER).filters) == 1
+
+
+@pytest.fixture
+def access_log() -> Iterator[tuple[logging.Logger, list[logging.LogRecord]]]:
+    """aiohttp's access logger, as ``logs.quiet`` leaves it, with what reaches its handlers collected."""
+    logs.quiet()
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    handler = logging.handlers.BufferingHandler(capacity=100)
+    kept = handler.buffer
+    level, propagate = access.level, access.propagate
+    access.addHandler(handler)
+    access.propagate = False
+    try:
+        yield access, kept
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+        access.propagate = propagate
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_aiohttps_access_line_of_each_webhook_request_is_debug(access_log: Any, level: int) -> None:
+    """What kopf's webhook server logs per request (aiohttp's own access logger, at INFO) is shown only with
+    debug logging on, then as DEBUG."""
+    access, kept = access_log
+    access.setLevel(level)
+    request = test_utils.make_mocked_request("POST", "/validate")
+    web_log.AccessLogger(access).log(request, aiohttp.web.Response(status=200), 0.004)
+    if level == logging.DEBUG:
+        (record,) = kept
+        assert record.levelname == "DEBUG" and '"POST /validate HTTP/1.1" 200' in record.getMessage()
+    else:
+        assert kept == []
+
+
+def test_aiohttps_other_lines_keep_their_level(access_log: Any) -> None:
+    access, kept = access_log
+    access.setLevel(logging.INFO)
+    access.error("Error in logging")
+    (record,) = kept
+    assert record.levelname == "ERROR"
 
 
 def test_the_reconcile_line_ends_with_what_it_did() -> None:
