@@ -218,7 +218,7 @@ class KubernetesLeases:
         self._namespace = settings.namespace
         self._name = settings.name
         self._timeout = timeout
-        self._api = kubernetes.client.CoordinationV1Api(_api_client())
+        self._api = kubernetes.client.CoordinationV1Api(api_client())
 
     def get(self) -> dict[str, Any] | None:
         try:
@@ -261,7 +261,10 @@ def _json(response: Any) -> dict[str, Any]:
     return data
 
 
-def _api_client() -> kubernetes.client.ApiClient:
+def api_client() -> kubernetes.client.ApiClient:
+    """The operator's identity, for the Lease and for audit Events (``admission.events``): $KUBECONFIG if set
+    (what ``--kubeconfig`` sets, and what kopf's kubeconfig login reads), else the pod's ServiceAccount (kopf's
+    in-cluster login), else ~/.kube/config."""
     configuration = kubernetes.client.Configuration()
     kubeconfig = os.environ.get("KUBECONFIG")
     if not kubeconfig:

@@ -50,7 +50,7 @@ def admission_registry(config: runtime.Config) -> kopf.OperatorRegistry:
     if config.webhook is not None:
         namespaces.register(built)
         findingspolicy.register_judging(built, tick=config.tick)
-        admission.register(built, config, audit_events=False)
+        admission.register(built, config)
     return built
 
 

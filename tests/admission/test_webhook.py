@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
+from imagescan import GROUP, VERSION
 from imagescan.emulator import ecr
 from tests.admission.conftest import NAMESPACE, Gate
 from tests.integration.harness import wait_for
@@ -65,20 +67,42 @@ def test_warn_policy_allows_with_warnings(gate: Gate) -> None:
     assert len(warning) <= 256, "the API server may cut longer warnings short"
 
 
+def _audit_events(gate: Gate, pod: str) -> list[dict[str, Any]]:
+    return [e for e in gate.api.objects("", "v1", "events", NAMESPACE)
+            if e.get("reason") == "AdmissionAudited" and f"/{pod}: " in e.get("message", "")]
+
+
 def test_audit_policy_allows_and_leaves_a_warning_event_on_the_policy(gate: Gate) -> None:
     response = gate.review(_pod(gate.images["audited"], name="audited-pod")).response
     assert response["allowed"] is True and not response.get("warnings")
 
-    def audit_events() -> list[dict[str, Any]]:
-        return [e for e in gate.api.objects("", "v1", "events", NAMESPACE)
-                if e.get("reason") == "AdmissionAudited" and "audited-pod" in e.get("message", "")]
+    (event,) = wait_for(lambda: _audit_events(gate, "audited-pod"), what="the AdmissionAudited event")
+    policy = gate.api.get(GROUP, VERSION, "findingspolicies", NAMESPACE, "no-mediums")
+    assert policy is not None
+    assert event["type"] == "Warning" and event["count"] == 1
+    assert event["involvedObject"] == {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy",
+                                       "namespace": NAMESPACE, "name": "no-mediums",
+                                       "uid": policy["metadata"]["uid"]}  # kubectl describe selects by uid
+    short = gate.images["audited"].rsplit("/", 1)[-1]
+    assert event["message"].startswith(
+        f"admitted create of Pod {NAMESPACE}/audited-pod: container c0 ({short}): ImagePipeline audited breaks "
+        "FindingsPolicy no-mediums (Audit): 4 medium finding(s), at most 0 allowed; counts: 4 medium; worst: CVE-")
+    assert event["source"]["component"] == event["reportingComponent"] == "imagescan-operator"
+    assert event["reportingInstance"]
+    time.sleep(1.0)  # and no second one
+    assert len(_audit_events(gate, "audited-pod")) == 1
 
-    (event,) = wait_for(audit_events, what="the AdmissionAudited event")
-    assert event["type"] == "Warning"
-    assert event["involvedObject"]["kind"] == "FindingsPolicy"
-    assert event["involvedObject"]["name"] == "no-mediums" and event["involvedObject"]["uid"]
-    assert f"admitted create of Pod {NAMESPACE}/audited-pod" in event["message"]
-    assert "4 medium finding(s), at most 0 allowed" in event["message"]
+
+def test_repeated_identical_audit_hits_are_one_event_with_their_count(gate: Gate) -> None:
+    """A rollout's Pods carry the ReplicaSet's generateName, not a name: every admission says the same."""
+    pod = _pod(gate.images["audited"])
+    del pod["metadata"]["name"]
+    pod["metadata"]["generateName"] = "rollout-7d9c-"
+    for _ in range(3):
+        assert gate.review(pod).response["allowed"] is True
+    (event,) = wait_for(lambda: _audit_events(gate, "rollout-7d9c-*"), what="the AdmissionAudited event")
+    assert event["count"] == 3, event
+    assert event["firstTimestamp"] <= event["lastTimestamp"]
 
 
 def test_dry_run_audit_leaves_no_event(gate: Gate) -> None:

@@ -9,21 +9,20 @@ FindingsPolicies (``handlers.findingspolicy``), and the verdicts that policies' 
 Deny refuses, Warn allows with admission warnings, Audit allows and leaves a Warning Event on the policy. A
 pipeline no policy has judged yet is unknown and admitted, like one without findings.
 
-kopf can post Events only from an object's own handlers, not from a webhook, so Audit hits are handed to a
-small daemon that runs for each FindingsPolicy and posts them as Events on it.
+Audit Events are posted by the replica that answered the request, in the background, through the Kubernetes
+API (``admission.events``): the same in every mode, and with nothing written to the policy itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from imagescan import metrics
-from imagescan.admission import decision, server, workloads
+from imagescan import leader, metrics
+from imagescan.admission import decision, events, server, workloads
 from imagescan.handlers import findingspolicy, runtime
 from imagescan.reconcile import policy
 
@@ -40,18 +39,16 @@ RESOURCES = (
     ("batch", "v1", "cronjobs"),
     ("karpenter.k8s.aws", "v1", "ec2nodeclasses"),
 )
-AUDIT_REASON = "AdmissionAudited"
-MAX_PENDING = 100  # distinct audit messages kept per policy until its daemon posts them
 
 
-def register(registry: kopf.OperatorRegistry, config: runtime.Config, *, audit_events: bool = True) -> None:
-    """Nothing at all unless the webhook is enabled. Without ``audit_events`` (the replicas under
-    ``--leader-election``), Audit hits are only logged: the daemon that posts them would put a finalizer on
-    every FindingsPolicy, and only the Lease holder writes to objects."""
+def register(registry: kopf.OperatorRegistry, config: runtime.Config) -> None:
+    """Nothing at all unless the webhook is enabled. Nothing that writes to objects either: every replica
+    under ``--leader-election`` registers the same."""
     if config.webhook is None:
         return
     webhook = config.webhook
-    auditor = Auditor()
+    poster = events.Poster(events.KubernetesApi(leader.api_client), instance=leader.identity_from_environment())
+    auditor = Auditor(poster)
     kopf_objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietDenials) for f in kopf_objects.filters):
         kopf_objects.addFilter(_QuietDenials())
@@ -62,16 +59,15 @@ def register(registry: kopf.OperatorRegistry, config: runtime.Config, *, audit_e
             webhook, RESOURCES, observe=observed.webhook_seconds.observe if observed is not None else None)
         settings.admission.managed = None  # we ship our own configuration: timeout, failurePolicy, selectors
 
+    async def post_pending(**_: Any) -> None:
+        await poster.close()  # the hits of the last window, or they would leave with the process
+
     kopf.on.startup(registry=registry, id="admission-server")(serve)
+    kopf.on.cleanup(registry=registry, id="admission-audit-events")(post_pending)
     for group, version, plural in RESOURCES:
         kopf.on.validate(group=group, version=version, plural=plural, registry=registry,
                          id=f"admission-{plural}", operations=["CREATE", "UPDATE"],
                          subresource="*")(auditor.review)  # pods/ephemeralcontainers adds containers too
-    if not audit_events:
-        return
-    # Asked to stop first (backoff), the daemon ends at once; cancelling it is the fallback.
-    kopf.daemon(*findingspolicy.RESOURCE, registry=registry, id="admission-audit",
-                cancellation_backoff=2.0, cancellation_timeout=1.0)(auditor.daemon)
 
 
 class _QuietDenials(logging.Filter):
@@ -83,11 +79,10 @@ class _QuietDenials(logging.Filter):
 
 
 class Auditor:
-    """Judges admission requests, and queues Audit hits for each FindingsPolicy's daemon to post."""
+    """Judges admission requests, and hands Audit hits to ``poster`` (None: they are only logged)."""
 
-    def __init__(self) -> None:
-        self._pending: dict[tuple[str | None, str], dict[str, int]] = {}
-        self._signals: dict[tuple[str | None, str], asyncio.Event] = {}
+    def __init__(self, poster: events.Poster | None = None) -> None:
+        self._poster = poster
 
     async def review(self, *, body: kopf.Body, dryrun: bool, warnings: list[str], **kwargs: Any) -> None:
         operation: str | None = kwargs.get("operation")
@@ -104,8 +99,9 @@ class Auditor:
         subject = _subject(body, operation)
         for breach in judged.by_enforcement("Audit"):
             logger.info("admitted %s: %s", subject, breach.message)
-            if not dryrun:  # a dry run changes nothing, so it leaves no Event either (sideEffects NoneOnDryRun)
-                self.record(breach.policy_namespace, breach.policy, f"admitted {subject}: {breach.message}")
+            # A dry run changes nothing, so it leaves no Event either (sideEffects NoneOnDryRun).
+            if self._poster is not None and not dryrun and breach.policy_namespace is not None:
+                self._poster.record(breach.policy_namespace, breach.policy, f"admitted {subject}: {breach.message}")
         warnings.extend(f"imagescan: {breach.message}" for breach in judged.by_enforcement("Warn"))
         denied = judged.by_enforcement("Deny")
         if denied:
@@ -125,33 +121,6 @@ class Auditor:
         catalogue = decision.container_catalogue(namespace, pipelines.get(namespace, []))
         return decision.decide(uses, catalogue, read)
 
-    def record(self, namespace: str | None, name: str, message: str) -> None:
-        """Queue an Event for the policy; only while its daemon runs, so nothing piles up for no one."""
-        key = (namespace, name)
-        signal = self._signals.get(key)
-        if signal is None:
-            return
-        pending = self._pending.setdefault(key, {})
-        if message in pending or len(pending) < MAX_PENDING:
-            pending[message] = pending.get(message, 0) + 1
-            signal.set()
-
-    async def daemon(self, body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped,
-                     **_: Any) -> None:
-        """Post queued Audit hits as Warning Events on this policy; identical ones as one, with a count."""
-        key = (namespace, name)
-        signal = self._signals[key] = asyncio.Event()
-        try:
-            while not stopped:
-                await _first_of(signal.wait(), stopped.wait())
-                signal.clear()
-                for message, count in self._pending.pop(key, {}).items():
-                    suffix = f" ({count} admissions)" if count > 1 else ""
-                    kopf.warn(body, reason=AUDIT_REASON, message=message + suffix)
-        finally:
-            self._signals.pop(key, None)
-            self._pending.pop(key, None)
-
 
 def _decision(judged: decision.Decision) -> tuple[str, str]:
     """(enforcement, result) of a request for the metrics: the strongest enforcement it met decides."""
@@ -170,16 +139,6 @@ def _reader(kwargs: Mapping[str, Any]) -> decision.Read:
         return shared.verdicts.read(namespace, pipeline, (name for name, _ in policies.get(namespace, [])))
 
     return read
-
-
-async def _first_of(*awaitables: Awaitable[Any]) -> None:
-    """Wake on whichever happens first (new audit hits, or kopf stopping the daemon)."""
-    waiting = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for future in waiting:
-            future.cancel()
 
 
 def _subject(body: kopf.Body, operation: str | None) -> str:
