@@ -78,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
 
     crds = commands.add_parser("crds", help="write the CRDs generated from the models")
     crds.add_argument("--output-dir", default="crds", type=pathlib.Path, help="where to write (default crds/)")
+    crds.add_argument("--chart-dir", default=pathlib.Path("deploy/helm/imagescan-operator/crds"), type=pathlib.Path,
+                      help="the Helm chart's copy, written too when the folder exists "
+                      "(default deploy/helm/imagescan-operator/crds)")
     crds.add_argument("--check", action="store_true", help="only check that the files are up to date")
     crds.set_defaults(command=_crds)
 
@@ -198,18 +201,21 @@ def _crds(args: argparse.Namespace) -> int:
     from imagescan import crdgen
     from imagescan.models import resources
 
+    # The Helm chart installs CRDs from its own crds/ folder: a copy, written and checked with crds/.
+    directories = [args.output_dir, *([args.chart_dir] if args.chart_dir.is_dir() else [])]
     if args.check:
         stale = [
-            r.plural for r in resources.ALL
-            if not (args.output_dir / f"{r.plural}.imagescan.io.yaml").is_file()
-            or (args.output_dir / f"{r.plural}.imagescan.io.yaml").read_text() != crdgen.render(r)
+            str(directory / f"{r.plural}.imagescan.io.yaml") for directory in directories for r in resources.ALL
+            if not (directory / f"{r.plural}.imagescan.io.yaml").is_file()
+            or (directory / f"{r.plural}.imagescan.io.yaml").read_text() != crdgen.render(r)
         ]
         if stale:
             print(f"out of date: {', '.join(stale)}; run `imagescan crds`", file=sys.stderr)
             return 1
         return 0
-    for path in crdgen.write_all(args.output_dir):
-        print(path)
+    for directory in directories:
+        for path in crdgen.write_all(directory):
+            print(path)
     return 0
 
 

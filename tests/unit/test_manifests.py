@@ -352,7 +352,7 @@ CHART = DEPLOY / "helm" / "imagescan-operator"
 
 def test_chart_crds_are_the_repositorys() -> None:
     """Helm installs CRDs from the chart's crds/ folder: a copy of crds/ (`imagescan crds` writes those), which
-    must not drift. Refresh it with `cp crds/*.imagescan.io.yaml deploy/helm/imagescan-operator/crds/`."""
+    must not drift. `imagescan crds` writes (and `--check` checks) both."""
     ours = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.imagescan.io.yaml")}
     chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
     assert set(chart) == set(ours)
