@@ -191,7 +191,7 @@ class State(registry.Collector):
         self._verdicts: dict[tuple[str, str], tuple[int, list[str]]] = {}  # -> (compliant, violating names)
 
     def settled(self, kind: str, uid: str, conditions: Sequence[kstatus.Condition]) -> None:
-        ready = next((c for c in conditions if c.type == kstatus.Type.READY), None)
+        ready = kstatus.ready(conditions)
         with self._lock:
             self._ready[uid] = (kind, ready.status, ready.reason) if ready is not None else (kind, "Unknown", "")
 

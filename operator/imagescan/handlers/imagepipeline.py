@@ -259,7 +259,7 @@ def _write_invalid_spec(
 
 
 def _ready(status: m.ImagePipelineStatus) -> kstatus.Condition | None:
-    return next((c for c in status.conditions if c.type == kstatus.Type.READY), None)
+    return kstatus.ready(status.conditions)
 
 
 def _ready_reason(status: m.ImagePipelineStatus) -> str | None:

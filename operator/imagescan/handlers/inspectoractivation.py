@@ -187,7 +187,7 @@ def _post_events(body: kopf.Body, previous: m.InspectorActivationStatus, outcome
 
 
 def _ready(status: m.InspectorActivationStatus) -> kstatus.Condition | None:
-    return next((c for c in status.conditions if c.type == kstatus.Type.READY), None)
+    return kstatus.ready(status.conditions)
 
 
 async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:

@@ -43,6 +43,11 @@ class Condition(base.CRDModel):
     """The metadata.generation this condition was computed for."""
 
 
+def ready(conditions: Iterable[Condition]) -> Condition | None:
+    """The Ready condition, if there is one."""
+    return next((c for c in conditions if c.type == Type.READY), None)
+
+
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 

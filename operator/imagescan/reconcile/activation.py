@@ -210,7 +210,8 @@ def view(name: str, spec: m.InspectorActivationSpec, status: m.InspectorActivati
         (t, found.status) for t in spec.resource_types
         if status.resource_state and (found := status.resource_state.of(t)) and found.status
     )
-    ready = any(c.type == kstatus.Type.READY and c.status == "True" for c in status.conditions)
+    condition = kstatus.ready(status.conditions)
+    ready = condition is not None and condition.status == "True"
     return View(name=name, account_id=account, region=region, resource_types=tuple(spec.resource_types),
                 states=states, ready=ready, deleting=deleting)
 
