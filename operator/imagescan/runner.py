@@ -47,11 +47,22 @@ def admission_registry(config: runtime.Config) -> kopf.OperatorRegistry:
     the liveness probe). It writes nothing to any object, so it runs beside the Lease holder's operator."""
     built = kopf.OperatorRegistry()
     lifecycle.register(built)
+    kopf.on.startup(registry=built, id="no-finalizer")(_no_finalizer)  # after lifecycle's "configure"
     if config.webhook is not None:
         namespaces.register(built)
         findingspolicy.register_judging(built, tick=config.tick)
         admission.register(built, config)
     return built
+
+
+# A finalizer name that no object ever carries. kopf removes its finalizer from every object it watches that no
+# handler of its own needs it for (no timer, daemon or delete handler: none here), so with the Lease holder's
+# name each replica would strip the finalizer the holder keeps on every ImagePipeline and FindingsPolicy.
+ADMISSION_FINALIZER = "operator.imagescan.io/admission-only-never-set"
+
+
+async def _no_finalizer(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = ADMISSION_FINALIZER
 
 
 async def run(

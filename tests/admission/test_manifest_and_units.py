@@ -6,6 +6,7 @@ import pathlib
 import ssl
 from typing import Any
 
+import kopf
 import pytest
 import yaml
 
@@ -130,3 +131,17 @@ def test_ephemeral_containers_and_new_uses() -> None:
 
 def test_runtime_config_has_no_webhook_by_default() -> None:
     assert runtime.Config().webhook is None
+
+
+def test_the_webhook_puts_no_finalizer_on_policies_and_their_timer_keeps_the_one_they_have() -> None:
+    """Audit Events need no daemon (the replica that answered posts them), so the webhook registers no daemon
+    or timer, the handlers kopf adds its finalizer for. FindingsPolicies already carrying the finalizer keep
+    it, for the reconciling operator's re-evaluation timer; were no such handler left, kopf would remove it
+    itself ("Removing the finalizer, as there are no handlers requiring it")."""
+    config = runtime.Config(webhook=server.Settings(port=9443))
+    only_admission = kopf.OperatorRegistry()
+    admission.register(only_admission, config)
+    assert not only_admission._spawning.get_all_handlers()
+    spawning = runner.registry(config)._spawning.get_all_handlers()
+    policy_ids = {h.id for h in spawning if h.selector is not None and h.selector.any_name == "findingspolicies"}
+    assert policy_ids == {"reevaluate"} and all(h.requires_finalizer for h in spawning)
