@@ -7,6 +7,8 @@ with its own webhook port; the emulator is AWS. Checked:
 
 - the standby answers AdmissionReviews from its own watches and verdicts while the leader lives (a Deny
   policy refuses the violating image, a clean one is allowed), and writes nothing (no AWS write in its log);
+- an Audit hit answered by the standby is posted by the standby, as exactly one ``AdmissionAudited`` Event on
+  the policy (``reportingInstance`` the standby);
 - after SIGKILL, the standby takes the Lease and objects created after the kill become Ready within
   ``FAILOVER_BOUND_S`` (docs/operations.md); the figures are printed;
 - after SIGTERM, the leader releases the Lease and the standby takes over within ``HANDOVER_BOUND_S``;
@@ -140,24 +142,48 @@ def _handled_once(emulator: server.Emulator, pipelines: harness.Pipelines, arns:
     return {"updates": {name: updates[arn] for name, arn in arns.items()}, "events": events}
 
 
-def _prepare_gate(cluster: Cluster, emulator: server.Emulator, pipelines: harness.Pipelines) -> tuple[str, str]:
-    """A Deny policy over one violating pipeline and one clean one; returns their latest images."""
+def _prepare_gate(cluster: Cluster, emulator: server.Emulator,
+                  pipelines: harness.Pipelines) -> tuple[str, str, str]:
+    """A Deny policy over one violating pipeline and one clean one, an Audit policy over a third violating one;
+    returns their latest images."""
     client = cluster.client()
     try:
-        kubernetes.client.CustomObjectsApi(client).create_namespaced_custom_object(
-            GROUP, VERSION, cluster.namespace, "findingspolicies",
-            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy", "metadata": {"name": "no-criticals"},
-             "spec": {"selector": {"matchLabels": {"gate": "deny"}}, "thresholds": {"critical": 0},
-                      "enforcement": "Deny"}})
+        for name, gate, thresholds, enforcement in (("no-criticals", "deny", {"critical": 0}, "Deny"),
+                                                    ("no-mediums", "audit", {"medium": 0}, "Audit")):
+            kubernetes.client.CustomObjectsApi(client).create_namespaced_custom_object(
+                GROUP, VERSION, cluster.namespace, "findingspolicies",
+                {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FindingsPolicy", "metadata": {"name": name},
+                 "spec": {"selector": {"matchLabels": {"gate": gate}}, "thresholds": thresholds,
+                          "enforcement": enforcement}})
     finally:
         client.close()  # type: ignore[no-untyped-call]
     images = []
-    for name, findings in (("gated-bad", {"CRITICAL": 2}), ("gated-good", {"LOW": 1})):
+    for name, gate, findings in (("gated-bad", "deny", {"CRITICAL": 2}), ("gated-good", "deny", {"LOW": 1}),
+                                 ("gated-audited", "audit", {"MEDIUM": 3})):
         arn = emulator.world.add_pipeline(name=name, container=True, scanning_enabled=True, findings=findings)
         pipelines.create(name, {"pipelineArn": arn})
-        pipelines.patch(name, {"metadata": {"labels": {"gate": "deny"}}})
+        pipelines.patch(name, {"metadata": {"labels": {"gate": gate}}})
         images.append(harness.wait_for(lambda n=name: _latest_image(pipelines, n), 30, f"{name}'s latest image"))
-    return images[0], images[1]
+    return images[0], images[1], images[2]
+
+
+def _audited_once(replica: Replica, image: str, namespace: str) -> None:
+    """One Audit hit on this replica: the request repeated until the replica has judged the pipeline (it logs
+    each hit; before, the request is admitted as unknown and leaves nothing)."""
+    def hit() -> bool:
+        assert replica.review(image, namespace)["allowed"] is True
+        return _audit_hits(replica, namespace) > 0
+
+    harness.wait_for(hit, 30, f"{replica.name} to judge the audited pipeline")
+    assert _audit_hits(replica, namespace) == 1
+
+
+def _audit_hits(replica: Replica, namespace: str) -> int:
+    return replica.process.log_text().count(f"admitted create of Pod {namespace}/app: ")
+
+
+def _audit_events(pipelines: harness.Pipelines) -> list[Any]:
+    return [e for e in pipelines.events("no-mediums") if e.reason == "AdmissionAudited"]
 
 
 def _latest_image(pipelines: harness.Pipelines, name: str) -> str | None:
@@ -182,11 +208,20 @@ def test_sigkill_of_the_leader_fails_over_and_the_standby_answers_admission_mean
         before = [f"before-{i}" for i in range(4)]
         arns = _add(emulator, pipelines, before)
         _all_ready(pipelines, before, 30)
-        bad, good = _prepare_gate(cluster, emulator, pipelines)
+        bad, good, audited = _prepare_gate(cluster, emulator, pipelines)
         # The standby judges from its own watches: it refuses the violating image once it has seen the policy.
         assert harness.wait_for(lambda: b.denies(bad, cluster.namespace), 30, "the standby's webhook to deny")
         assert b.denies(good, cluster.namespace) is False
         assert a.denies(bad, cluster.namespace) is True
+        # The standby's Audit hit is the standby's Event: exactly one, though the leader runs beside it.
+        _audited_once(b, audited, cluster.namespace)
+        (event,) = harness.wait_for(lambda: _audit_events(pipelines), 20, "the standby's AdmissionAudited Event")
+        assert (event.type, event.count, event.reporting_instance) == ("Warning", 1, "replica-b")
+        assert event.involved_object.kind == "FindingsPolicy" and event.involved_object.uid
+        assert event.message.startswith(f"admitted create of Pod {cluster.namespace}/app: container app (")
+        assert _audit_hits(a, cluster.namespace) == 0
+        time.sleep(1.0)
+        assert len(_audit_events(pipelines)) == 1
         standby_log = len(b.process.log_text())
 
         b_alive_before_kill = b.process.alive()
