@@ -31,8 +31,13 @@ from typing import Any, Protocol
 import kubernetes.client
 import kubernetes.config
 from kubernetes.client import ApiException
+from urllib3 import exceptions as urllib3_exceptions
 
 logger = logging.getLogger(__name__)
+# What a Lease read or write raises when the API server refuses or cannot be reached: an attempt that failed,
+# never a crash. urllib3 gives up with MaxRetryError (not an OSError) when the server drops connections under
+# load, as it does in a create storm on a small control plane (docs/benchmarks.md, "Leader election").
+UNREACHABLE = (ApiException, OSError, urllib3_exceptions.HTTPError)
 
 DEFAULT_NAMESPACE = "imagescan-system"
 DEFAULT_NAME = "imagescan-operator"
@@ -128,7 +133,7 @@ class Elector:
         self._renewed_at = None
         try:
             await asyncio.wait_for(asyncio.to_thread(self._release), timeout=self.settings.renew_deadline)
-        except (TimeoutError, ApiException, Conflict, OSError) as exc:
+        except (TimeoutError, Conflict, ApiException, OSError, urllib3_exceptions.HTTPError) as exc:
             logger.warning("could not release the Lease (others take over when it expires): %s", exc)
 
     def _held_by_other(self) -> bool:
@@ -139,7 +144,7 @@ class Elector:
             return await asyncio.to_thread(self._try_acquire_or_renew)
         except Conflict:
             return False
-        except (ApiException, OSError) as exc:  # the API server unreachable or refusing: try again later
+        except UNREACHABLE as exc:  # the API server unreachable or refusing: try again later
             logger.warning("Lease %s/%s: %s", self.settings.namespace, self.settings.name, _brief(exc))
             return False
 

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+import urllib3
 
 from imagescan import leader, runner
 from imagescan.admission import server as admission_server
@@ -121,11 +122,16 @@ async def test_release_hands_over_at_the_next_retry() -> None:
     assert leases.holder == "b"
 
 
-async def test_a_holder_that_cannot_renew_gives_up_at_the_renew_deadline() -> None:
+@pytest.mark.parametrize("failure", [
+    OSError("connection refused"),
+    # What urllib3 raises when kube-apiserver drops connections under a create storm: not an OSError.
+    urllib3.exceptions.MaxRetryError(None, "/apis/coordination.k8s.io/v1/leases", "too many 429s"),
+], ids=["oserror", "maxretryerror"])
+async def test_a_holder_that_cannot_renew_gives_up_at_the_renew_deadline(failure: Exception) -> None:
     leases = FakeLeases()
     a = _elector("a", leases, lease_duration=0.6, renew_deadline=0.4, retry_period=0.1)
     await a.acquire()
-    leases.failing = OSError("connection refused")
+    leases.failing = failure
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(leader.LeadershipLost, match="could not renew"):
