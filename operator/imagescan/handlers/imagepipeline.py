@@ -29,7 +29,6 @@ from imagescan.reconcile import activation, pipeline, policy
 
 RESOURCE = (GROUP, VERSION, "imagepipelines")
 KIND = "ImagePipeline"
-PAUSED_ANNOTATION = status_.PAUSED_ANNOTATION
 RECONCILE_ANNOTATION = f"{GROUP}/reconcile-requested-at"
 # An invalid spec has no resyncInterval of its own; the default's. Fixing the spec reconciles at once anyway.
 INVALID_SPEC_RECHECK = 600.0
@@ -242,7 +241,7 @@ def _request(
     return pipeline.Request(
         spec=spec, uid=body.meta.uid or "", generation=int(body.meta.get("generation") or 0),
         previous=previous if previous is not None else status_.read(m.ImagePipelineStatus, body),
-        paused=body.meta.annotations.get(PAUSED_ANNOTATION) == "true",
+        paused=status_.paused(body.meta.annotations),
         refresh_findings=refresh_findings,
         namespace=namespace, access=namespaces.rules(indexes.get(namespaces.INDEX), namespace),
     )

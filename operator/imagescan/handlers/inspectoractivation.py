@@ -28,7 +28,6 @@ RESOURCE = (GROUP, VERSION, "inspectoractivations")
 KIND = "InspectorActivation"
 INDEX = "inspector_activations"
 INDEX_KEY = "all"
-PAUSED_ANNOTATION = status_.PAUSED_ANNOTATION
 INVALID_SPEC_RECHECK = 600.0
 Activations = kopf.Index[str, activation.View]
 TRIGGERS = {"create": "created", "update": "updated", "resume": "resumed"}  # kopf's reason -> the log's word
@@ -91,13 +90,13 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger
                 return
             request = activation.Request(
                 spec=spec, uid=uid, generation=generation, region=spec.region or _default_region(shared),
-                previous=previous, paused=body.meta.annotations.get(PAUSED_ANNOTATION) == "true",
+                previous=previous, paused=status_.paused(body.meta.annotations),
             )
             client = shared.clients.inspector2(request.region, _role(spec))
             outcome = await shared.run_blocking(activation.sync, client, request)
             status_.replace(patch, body, outcome.status)
             shared.metrics.settled(KIND, uid, outcome.status.conditions)
-            _post_events(body, previous, outcome)
+            _post_events(body, spec, previous, outcome)
             delay = _reschedule(shared, uid, spec, outcome)
             _log_outcome(logger, trigger, previous, spec, outcome, delay, tally)
             if outcome.status.account_id and outcome.enabled:
@@ -174,9 +173,10 @@ def _reschedule(shared: runtime_.Runtime, uid: str, spec: m.InspectorActivationS
     return shared.schedule.succeeded(uid, resync=resync, refresh=resync, findings_refreshed=False)
 
 
-def _post_events(body: kopf.Body, previous: m.InspectorActivationStatus, outcome: activation.Outcome) -> None:
+def _post_events(body: kopf.Body, spec: m.InspectorActivationSpec, previous: m.InspectorActivationStatus,
+                 outcome: activation.Outcome) -> None:
     if outcome.wrote:
-        message = f"asked Amazon Inspector to activate {', '.join(body.spec.get('resourceTypes') or ['EC2', 'ECR'])}"
+        message = f"asked Amazon Inspector to activate {', '.join(spec.resource_types)}"
         kopf.event(body, type="Normal", reason="InspectorEnabled", message=message)
     ready = _ready(outcome.status)
     before = _ready(previous)

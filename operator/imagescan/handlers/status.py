@@ -18,10 +18,14 @@ PAUSED_ANNOTATION = f"{GROUP}/paused"
 """Set to "true" by a user: AWS is read but never written (Observe), and deletion policies are not applied."""
 
 
+def paused(annotations: kopf.Annotations) -> bool:
+    """Whether a user paused the object: AWS is read, never written."""
+    return annotations.get(PAUSED_ANNOTATION) == "true"
+
+
 def acts_on_delete(deletion_policy: str, management_policy: str, annotations: kopf.Annotations) -> bool:
     """Whether deleting an object changes AWS: only with deletionPolicy Disable, in Manage mode, not paused."""
-    paused = annotations.get(PAUSED_ANNOTATION) == "true"
-    return deletion_policy == "Disable" and management_policy == "Manage" and not paused
+    return deletion_policy == "Disable" and management_policy == "Manage" and not paused(annotations)
 
 
 S = TypeVar("S", ip.ImagePipelineStatus, fp.FindingsPolicyStatus, ia.InspectorActivationStatus)
