@@ -14,6 +14,9 @@ was signed for. Modules:
 * ``activation`` - Inspector's per-account, per-region states (ENABLING -> ENABLED, ...) on a steppable clock.
 * ``imagebuilder`` / ``inspector`` / ``ecr`` - the operation handlers, each given the world and the caller.
 * ``audit``     - call log, update log and before-update hooks for reliability tests.
+* ``events``    - the EventBridge events Image Builder and Inspector send for builds and scans.
+* ``sink``      - delivers those events to an SQS queue (moto's server in tests), as an EventBridge rule does.
+* ``ratelimit`` - AWS's per-operation call-rate quotas as token buckets, for benchmarks.
 * ``server``    - the HTTP server, fault injection, latency, call counters and the CLI entry point.
 * ``control``   - the same knobs over HTTP (``/_emulator/...``) for an emulator in another process.
 """

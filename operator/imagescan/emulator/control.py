@@ -14,6 +14,18 @@ controls under ``/_localstack/`` the same way). Everything here is also reachabl
 - ``POST /_emulator/inspector/delay`` ``{"s": 0.5}``
 - ``POST /_emulator/inspector/fail`` ``{"accountId", "region", "resourceType", "errorCode", "message"}``
 - ``POST /_emulator/inspector/heal`` ``{"accountId", "region", "resourceType"}``
+- ``POST /_emulator/images`` ``{"pipelineArn": "...", "findings": int | {"CRITICAL": n, ...}}`` → ``{"imageArn"}``:
+  a build completes (and its EventBridge events are sent)
+- ``POST /_emulator/findings`` ``{"imageArn": "...", "findings": {"CRITICAL": 3, ...}}`` → ``{"counts": {...}}``:
+  the image's findings are replaced (CVE Detected is sent)
+- ``POST /_emulator/events`` ``{"queueUrl": "...", "endpointUrl": "...", "region": "..."}``: send events to SQS;
+  ``DELETE /_emulator/events`` stops; ``GET /_emulator/events`` →
+  ``{"sent": {detail-type: n}, "failed": {...}, "pending": n, "queueUrl": ...}``
+- ``POST /_emulator/events/burst`` ``{"imageArns": [...], "count": n}`` → ``{"queued": n}``
+- ``POST /_emulator/events/flush`` ``{"timeoutS": 30}`` → ``{"idle": bool, ...GET's counts}``
+- ``POST /_emulator/rate-limit`` ``{"tps": 5, "burst": 5, "operations": {"GetImage": {"tps": 2, "burst": 2}}}``
+  (``tps`` null: only the overrides); ``DELETE`` turns it off; ``GET`` → the settings
+- ``GET  /_emulator/throttles`` → ``{"GetImagePipeline": 3, ...}`` (calls refused by the rate limit)
 
 ``region`` defaults to the emulator's own everywhere.
 """
@@ -42,6 +54,17 @@ def handle(emulator: server.Emulator, method: str, path: str, body: bytes) -> Re
         ("POST", "inspector/delay"): _set_inspector_delay,
         ("POST", "inspector/fail"): _fail_inspector_type,
         ("POST", "inspector/heal"): _heal_inspector_type,
+        ("POST", "images"): _add_image,
+        ("POST", "findings"): _set_findings,
+        ("GET", "events"): lambda emu, _: emu.event_counts(),
+        ("POST", "events"): _send_events,
+        ("DELETE", "events"): lambda emu, _: emu.stop_events(),
+        ("POST", "events/burst"): _burst,
+        ("POST", "events/flush"): _flush_events,
+        ("GET", "rate-limit"): lambda emu, _: emu.rate_limits.settings(),
+        ("POST", "rate-limit"): _set_rate_limit,
+        ("DELETE", "rate-limit"): lambda emu, _: emu.set_rate_limit(None),
+        ("GET", "throttles"): lambda emu, _: emu.throttles,
     }
     action = routes.get((method, path.removeprefix(PREFIX)))
     if action is None:
@@ -98,6 +121,35 @@ def _fail_inspector_type(emulator: server.Emulator, payload: dict[str, Any]) -> 
 
 def _heal_inspector_type(emulator: server.Emulator, payload: dict[str, Any]) -> None:
     emulator.heal_inspector_type(str(payload["accountId"]), _region(emulator, payload), str(payload["resourceType"]))
+
+
+def _add_image(emulator: server.Emulator, payload: dict[str, Any]) -> dict[str, str]:
+    return {"imageArn": emulator.world.add_image(str(payload["pipelineArn"]), payload.get("findings"))}
+
+
+def _set_findings(emulator: server.Emulator, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"counts": emulator.world.set_findings(str(payload["imageArn"]), payload["findings"])}
+
+
+def _send_events(emulator: server.Emulator, payload: dict[str, Any]) -> None:
+    emulator.send_events_to(str(payload["queueUrl"]), payload.get("endpointUrl"), payload.get("region"))
+
+
+def _burst(emulator: server.Emulator, payload: dict[str, Any]) -> dict[str, int]:
+    return {"queued": emulator.emit_burst([str(arn) for arn in payload["imageArns"]], int(payload["count"]))}
+
+
+def _flush_events(emulator: server.Emulator, payload: dict[str, Any]) -> dict[str, Any]:
+    idle = emulator.flush_events(float(payload.get("timeoutS", 30.0)))
+    return {"idle": idle, **emulator.event_counts()}
+
+
+def _set_rate_limit(emulator: server.Emulator, payload: dict[str, Any]) -> None:
+    overrides = {
+        str(name): (float(rule["tps"]), rule.get("burst")) for name, rule in payload.get("operations", {}).items()
+    }
+    tps = payload.get("tps")
+    emulator.set_rate_limit(float(tps) if tps is not None else None, payload.get("burst"), overrides)
 
 
 def _region(emulator: server.Emulator, payload: dict[str, Any]) -> str:

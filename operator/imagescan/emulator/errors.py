@@ -12,11 +12,15 @@ from typing import Any
 class ApiError(Exception):
     """An AWS-style error: ``code`` goes to ``x-amzn-ErrorType``, ``message`` to the JSON body."""
 
-    def __init__(self, code: str, message: str, *, status: int | None = None, **extra: Any) -> None:
+    def __init__(
+        self, code: str, message: str, *, status: int | None = None, headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status  # None -> look up in the service model
+        self.headers = headers or {}  # modeled header members, e.g. Inspector's ThrottlingException Retry-After
         self.extra = extra  # additional modeled members, e.g. Inspector's ValidationException.reason
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import itertools
 import math
 import random
+from collections.abc import Mapping
 from typing import Any
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED")
@@ -439,6 +441,24 @@ SEED_NAMES = (
 def arn(region: str, account_id: str, resource: str) -> str:
     """An Image Builder ARN for ``resource`` (e.g. ``image-pipeline/web-ami``)."""
     return f"arn:aws:imagebuilder:{region}:{account_id}:{resource}"
+
+
+def scope_of(arn: str) -> tuple[str, str]:
+    """The (account id, region) an ARN (``arn:partition:service:region:account:...``) belongs to."""
+    parts = arn.split(":", 5)
+    return (parts[4], parts[3]) if len(parts) == 6 else ("", "")
+
+
+def digest_of(uri: str) -> str:
+    """The manifest digest ECR reports for a container image URI: stable across runs, distinct per image."""
+    return "sha256:" + hashlib.sha256(uri.encode()).hexdigest()
+
+
+def container_uri(image: Mapping[str, Any]) -> str | None:
+    """The first ECR URI a container build pushed (``registry/repository:tag``); None for an AMI build."""
+    containers = image.get("outputResources", {}).get("containers", [])
+    uris = [uri for container in containers for uri in container.get("imageUris", [])]
+    return str(uris[0]) if uris else None
 
 
 def slug(name: str) -> str:

@@ -33,3 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--inspector-delay-s", type=float, default=0.0,
         help="seconds Inspector stays ENABLING/DISABLING after Enable/Disable (default 0: immediate)",
     )
+    parser.add_argument(
+        "--events-queue-url", help="send the EventBridge events of builds and scans to this SQS queue (one message "
+        "per event, its body the event, as an EventBridge rule with an SQS target delivers it)",
+    )
+    parser.add_argument("--events-endpoint-url", help="the SQS endpoint of --events-queue-url (e.g. moto's "
+                        "server); default: AWS's, with the default credentials")
+    parser.add_argument("--events-region", help="the region SQS calls are signed for (default: --region)")
+    parser.add_argument(
+        "--rate-limit-tps", type=float, help="answer calls past this rate per account, region and operation with "
+        "the service's throttling error (default: no limit)",
+    )
+    parser.add_argument("--rate-limit-burst", type=float,
+                        help="calls a rate-limit bucket holds (default: one second's worth, --rate-limit-tps)")

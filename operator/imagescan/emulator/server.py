@@ -7,7 +7,9 @@ its access key and region say who calls and where (``identity``: the world's acc
 or STS at ``sts_endpoint_url`` resolves it), and every handler acts for that ``Caller``.
 ``Emulator`` adds per-call latency, fault injection and call counters on top of the ``world``; for reliability
 tests also a call log, faults aimed at chosen pipelines and one-shot hooks before an update (``audit``); for
-Inspector how long activation takes (``inspector_delay_s``) and which resource types fail to activate.
+Inspector how long activation takes (``inspector_delay_s``) and which resource types fail to activate; for
+benchmarks AWS's per-operation rate limits (``ratelimit``); for push intake the EventBridge events the
+services send, delivered to an SQS queue (``events``, ``sink``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from imagescan.emulator import (
     inspector,
     options,
     protocol,
+    ratelimit,
+    sink,
     validation,
     world,
 )
@@ -48,6 +52,12 @@ _HANDLERS = {
     protocol.ECR: ecr.OPERATIONS,
 }
 Response = tuple[int, dict[str, str], bytes]
+# Each service's answer past its rate limit (code, HTTP status; None: as modeled). ECR models no throttling
+# error: AWS's JSON front end answers ThrottlingException with 400, which botocore retries as throttling.
+_THROTTLING = {
+    protocol.IMAGEBUILDER: ("CallRateLimitExceededException", None), protocol.INSPECTOR2: ("ThrottlingException", None),
+    protocol.ECR: ("ThrottlingException", 400),
+}
 
 
 class _Faults:
@@ -124,10 +134,19 @@ class Emulator:
         sts_endpoint_url: str | None = None,
         inspector_delay_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        events_queue_url: str | None = None,
+        events_endpoint_url: str | None = None,
+        events_region: str | None = None,
+        rate_limit_tps: float | None = None,
+        rate_limit_burst: float | None = None,
     ) -> None:
         """``sts_endpoint_url``: resolve callers' access keys to accounts with STS there (moto's server);
         without it every caller is ``account_id`` unless mapped in ``identities``. ``inspector_delay_s``: how
-        long Inspector stays ENABLING/DISABLING. ``clock``: what times those transitions (tests step it)."""
+        long Inspector stays ENABLING/DISABLING. ``clock``: what times those transitions and refills the rate
+        limit's buckets (tests step it). ``events_queue_url``: send EventBridge events to this SQS queue (at
+        ``events_endpoint_url``, e.g. moto's server, signed for ``events_region``), see ``send_events_to``.
+        ``rate_limit_tps``: throttle each operation per account and region past this rate (``rate_limit_burst``
+        at once), see ``set_rate_limit``."""
         self.world = world.World(seed=seed, account_id=account_id, region=region, clock=clock)
         self.world.populate(pipelines)
         if inspector_enabled:  # demos can turn scanning on straight away
@@ -144,6 +163,12 @@ class Emulator:
         self._faults = _Faults(seed)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.rate_limits = ratelimit.RateLimits(clock)
+        if rate_limit_tps is not None:
+            self.set_rate_limit(rate_limit_tps, rate_limit_burst)
+        self._sink: sink.SqsSink | None = None
+        if events_queue_url is not None:
+            self.send_events_to(events_queue_url, events_endpoint_url, events_region)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -170,6 +195,7 @@ class Emulator:
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+        self.stop_events()
 
     def __enter__(self) -> Emulator:
         if self._server is None:
@@ -239,10 +265,61 @@ class Emulator:
         return self.world.update_log
 
     def reset_calls(self) -> None:
-        """Zero the per-operation call counters and empty the call log."""
+        """Zero the per-operation call and throttle counters and empty the call log."""
         with self._calls_lock:
             self.calls.clear()
         self.call_log.clear()
+        self.rate_limits.reset_counts()
+
+    def set_rate_limit(
+        self, tps: float | None, burst: float | None = None,
+        operations: Mapping[str, tuple[float, float | None]] | None = None,
+    ) -> None:
+        """Answer calls past ``tps`` per second (``burst`` at once, default one second's worth) per account,
+        region and operation with the service's throttling error; ``operations``: name -> (tps, burst) for
+        operations with limits of their own. ``tps`` None: no limit but the overrides. Buckets start full."""
+        default = ratelimit.limit(tps, burst) if tps is not None else None
+        overrides = {name: ratelimit.limit(*rule) for name, rule in (operations or {}).items()}
+        self.rate_limits.configure(default, overrides)
+
+    @property
+    def throttles(self) -> dict[str, int]:
+        """Calls refused by the rate limit, per operation, since the last ``reset_calls``."""
+        return self.rate_limits.throttled()
+
+    # --- events --------------------------------------------------------------------------------------------
+
+    def send_events_to(self, queue_url: str, endpoint_url: str | None = None, region: str | None = None) -> None:
+        """Deliver every EventBridge event the world sends (builds, scans, ``emit_burst``) to this SQS queue,
+        one message per event whose body is the event, as an EventBridge rule with an SQS target does;
+        ``region`` defaults to the world's. Replaces an earlier queue (after sending what it still holds)."""
+        self.stop_events()
+        self._sink = sink.SqsSink(queue_url, endpoint_url=endpoint_url, region=region or self.world.region)
+        self.world.on_event = self._sink.put
+
+    def stop_events(self) -> None:
+        """Stop sending events (what is already queued is still sent); safe to call twice."""
+        current, self._sink = self._sink, None
+        if current is not None:
+            self.world.on_event = None
+            current.stop()
+
+    def event_counts(self) -> dict[str, Any]:
+        """``{"sent": {detail-type: n}, "failed": {...}, "pending": n, "queueUrl": url | None}``."""
+        current = self._sink
+        if current is None:
+            return {"sent": {}, "failed": {}, "pending": 0, "queueUrl": None}
+        return current.counts()
+
+    def flush_events(self, timeout: float = 30.0) -> bool:
+        """Wait until every event sent so far reached the queue (or failed); False on timeout."""
+        current = self._sink
+        return current.wait_idle(timeout) if current is not None else True
+
+    def emit_burst(self, image_arns: Sequence[str], count: int) -> int:
+        """Send ``count`` CVE Detected events spread over these images (repeats included), as fast as the
+        queue takes them; returns how many were queued (0 with no queue set)."""
+        return self.world.emit_burst(image_arns, count)
 
     # --- request handling ----------------------------------------------------------------------------------
 
@@ -271,7 +348,7 @@ class Emulator:
         except errors.ApiError as exc:
             error = exc.code
             status = exc.status or _status(svc, exc.code)
-            return _error_response(status, exc.code, exc.message, exc.extra)
+            return _error_response(status, exc.code, exc.message, exc.extra, exc.headers)
         except Exception:  # a bug here must look like AWS's 500, not kill the connection
             error = "ServiceException"
             log.exception("emulator failed on %s", op.name)
@@ -287,6 +364,9 @@ class Emulator:
         if fault is not None:
             raise errors.ApiError(fault, f"Injected fault for {op.name}.")
         caller = self.identities.caller(authorization)  # AWS authenticates before it looks at the input
+        wait = self.rate_limits.admit(caller.account_id, caller.region, op.name)
+        if wait is not None:
+            raise _throttled(svc, wait)
         if isinstance(decoded, errors.ApiError):
             raise decoded
         params = decoded
@@ -341,10 +421,20 @@ def _status(svc: protocol.Service, code: str) -> int:
     return 400
 
 
-def _error_response(status: int, code: str, message: str, extra: Mapping[str, Any] | None = None) -> Response:
+def _throttled(svc: protocol.Service, wait: float) -> errors.ApiError:
+    """The service's answer to a call past its rate limit; Inspector's error models a Retry-After header."""
+    code, status = _THROTTLING[svc.name]
+    headers = {"Retry-After": ratelimit.retry_after(wait)} if svc.name == protocol.INSPECTOR2 else {}
+    return errors.ApiError(code, "Rate exceeded", status=status, headers=headers)
+
+
+def _error_response(
+    status: int, code: str, message: str, extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     # JSON-protocol clients (ECR) read the code from __type; REST-JSON ones from the header.
     body = {"__type": code, "message": message, **(extra or {})}
-    return status, {"x-amzn-ErrorType": code}, protocol.encode(body)
+    return status, {"x-amzn-ErrorType": code, **(headers or {})}, protocol.encode(body)
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -406,6 +496,11 @@ def serve(args: argparse.Namespace) -> int:
         inspector_enabled=not args.no_inspector,
         sts_endpoint_url=args.sts_endpoint_url,
         inspector_delay_s=args.inspector_delay_s,
+        events_queue_url=args.events_queue_url,
+        events_endpoint_url=args.events_endpoint_url,
+        events_region=args.events_region,
+        rate_limit_tps=args.rate_limit_tps,
+        rate_limit_burst=args.rate_limit_burst,
     )
     if args.fail_rate > 0:
         emu.inject_faults(rate=args.fail_rate, codes=("CallRateLimitExceededException", "ServiceUnavailableException"))

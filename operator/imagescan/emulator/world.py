@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from imagescan.emulator import activation, audit, generator
+from imagescan.emulator import activation, audit, events, generator
 
 FindingsSpec = int | dict[str, int] | None
 _SEED_EPOCH = 1735689600.0  # 2025-01-01T00:00:00Z: seeded history is fixed, live edits use the real clock
@@ -30,10 +30,7 @@ class _Image:
     findings: list[generator.FindingRecord]
 
 
-def scope_of(arn: str) -> tuple[str, str]:
-    """The (account id, region) an ARN (``arn:partition:service:region:account:...``) belongs to."""
-    parts = arn.split(":", 5)
-    return (parts[4], parts[3]) if len(parts) == 6 else ("", "")
+scope_of = generator.scope_of  # handlers read it from here
 
 
 class World:
@@ -60,6 +57,9 @@ class World:
         self._last_stamp = 0.0
         self.idempotency: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.update_log = audit.UpdateLog()  # every applied UpdateImagePipeline and what it changed
+        self.on_event: Callable[[events.Envelope], None] | None = None
+        """Called with every EventBridge event the emulated services send (outside the lock; must not block).
+        None (the default): no event is even built."""
 
     # --- clock ---------------------------------------------------------------------------------------------
 
@@ -128,10 +128,20 @@ class World:
             return str(pipeline["arn"])
 
     def add_image(self, pipeline_arn: str, findings: FindingsSpec = None) -> str:
-        """A new latest build (created now) with ``findings``; updates the pipeline's last-run fields."""
+        """A new latest build (created now) with ``findings``; updates the pipeline's last-run fields. Sends
+        what AWS sends for a finished build (``events.build_completed``) to ``on_event``."""
         with self.lock:
             pipeline = self._pipeline(pipeline_arn)
-            return self._build(pipeline, self._counts(findings), self.now(), touch=True)
+            image_arn = self._build(pipeline, self._counts(findings), self.now(), touch=True)
+            sent = self._build_events(image_arn) if self.on_event is not None else []
+        self._announce(sent)
+        return image_arn
+
+    def _build_events(self, image_arn: str) -> list[events.Envelope]:
+        image = self._images[image_arn].image
+        ecr = self.inspector.states(scope_of(image_arn)).get("ECR")
+        scanning = ecr is not None and ecr.status == "ENABLED"
+        return events.build_completed(image, self._image_counts(image_arn), ecr_scanning=scanning)
 
     def _counts(self, findings: FindingsSpec) -> dict[str, int]:
         if findings is None:
@@ -291,6 +301,56 @@ class World:
             records = self.findings(account_id=account_id or self.account_id, region=region or self.region)
         counts = dict.fromkeys(generator.SEVERITIES, 0)
         for record in records:
+            counts[record.vuln.severity] += 1
+        return counts
+
+    # --- events (EventBridge) ------------------------------------------------------------------------------
+
+    def set_findings(self, image_arn: str, findings: FindingsSpec) -> dict[str, int]:
+        """Replace an image's findings with newly drawn ones of these counts (a re-scan found something else);
+        sends CVE Detected with the new counts to ``on_event``. Returns the counts per severity."""
+        with self.lock:
+            stored = self._image(image_arn)
+            counts = self._counts(findings)
+            stored.findings = generator.make_records(
+                self._rng, self._catalog, counts, image_arn=image_arn,
+                pipeline_arn=str(stored.image["sourcePipelineArn"]),
+                container="containerRecipe" in stored.image, observed=self.now(),
+            )
+            sent = [events.cve_detected(stored.image, counts)] if self.on_event is not None else []
+        self._announce(sent)
+        return counts
+
+    def emit_burst(self, image_arns: Iterable[str], count: int) -> int:
+        """``count`` CVE Detected events spread round-robin over these images (so repeats), each with the
+        image's current counts, as fast as ``on_event`` takes them; returns how many were sent (0 without
+        ``on_event``)."""
+        with self.lock:
+            sources = [(copy.deepcopy(self._image(arn).image), self._image_counts(arn)) for arn in image_arns]
+        if not sources:
+            raise ValueError("a burst needs at least one image")
+        hook = self.on_event
+        if hook is None:
+            return 0
+        for index in range(count):
+            hook(events.cve_detected(*sources[index % len(sources)]))
+        return count
+
+    def _announce(self, sent: list[events.Envelope]) -> None:
+        hook = self.on_event
+        if hook is not None:
+            for envelope in sent:
+                hook(envelope)
+
+    def _image(self, image_arn: str) -> _Image:
+        try:
+            return self._images[image_arn]
+        except KeyError:
+            raise KeyError(f"no image {image_arn}") from None
+
+    def _image_counts(self, image_arn: str) -> dict[str, int]:
+        counts = dict.fromkeys(generator.SEVERITIES, 0)
+        for record in self._image(image_arn).findings:
             counts[record.vuln.severity] += 1
         return counts
 
