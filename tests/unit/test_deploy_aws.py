@@ -141,3 +141,14 @@ def test_outputs_give_what_the_operator_and_its_role_need() -> None:
     assert outputs["DeadLetterQueueUrl"]["Value"] == {"Ref": "DeadLetterQueue"}
     assert outputs["OperatorPolicyArn"]["Value"] == {"Ref": "OperatorPolicy"}
     assert TEMPLATE["Parameters"]["QueueName"]["Default"] == "imagescan-events"
+
+
+def test_the_standalone_iam_policy_grants_the_same_on_the_default_queue_name() -> None:
+    """deploy/iam-policy.json (for those who do not deploy the stack's managed policy) says the same, on the
+    queue name the template defaults to."""
+    policy = json.loads((ROOT / "deploy" / "iam-policy.json").read_text())
+    (statement,) = [s for s in policy["Statement"] if s.get("Sid") == "EventsQueue"]
+    assert statement["Effect"] == "Allow"
+    assert set(_as_list(statement["Action"])) == OPERATOR_ACTIONS
+    queue_name = TEMPLATE["Parameters"]["QueueName"]["Default"]
+    assert statement["Resource"] == f"arn:aws:sqs:*:*:{queue_name}"
