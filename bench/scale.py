@@ -11,7 +11,11 @@ Reported:
 - seconds from the first create to all Ready, and p50 / p99 create→Ready;
 - AWS calls per pipeline for the initial reconcile, and per steady-state resync (from the emulator's counter);
 - peak RSS (VmHWM) of the operator process; status bytes per object;
-- our throughput as a ratio of the baseline's.
+- our throughput as a ratio of the baseline's;
+- with --rate-limit-tps (AWS's per-operation quota, emulated as a token bucket per operation that answers the
+  service's throttling error past it): the floor that quota sets on the initial reconcile (for each operation,
+  the calls it needed ÷ TPS; the slowest operation sets the floor), seconds to all Ready against it
+  (speed_vs_floor = floor ÷ seconds, 1.0 = as fast as the quota allows) and the calls refused.
 
 Results go to stdout as a table and, with --json, to a file. Times are wall-clock: run on an idle machine.
 """
@@ -71,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare kopf baseline")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results here")
     parser.add_argument("--operator-log", type=pathlib.Path, help="append the operators' output here")
+    parser.add_argument("--rate-limit-tps", type=float,
+                        help="emulate AWS's call-rate quota: this many calls per second per operation")
+    parser.add_argument("--rate-limit-burst", type=float,
+                        help="calls each operation may make at once (default: --rate-limit-tps)")
     return parser
 
 
@@ -78,13 +86,16 @@ def measure(args: argparse.Namespace, *, baseline: bool) -> dict[str, Any]:
     with environment(args) as (api, emu, kubeconfig):
         with operator_process(args, api, emu, kubeconfig, baseline) as process:
             created, ready = create_and_wait(args, api)
-            initial_calls = sum(emu.calls.values())  # the warm-up object's share is within noise
+            initial_by_operation = emu.calls
+            initial_calls = sum(initial_by_operation.values())  # the warm-up object's share is within noise
+            throttled = emu.throttles
             steady = {} if baseline else steady_state(args, emu)
             rss = peak_rss_mib(process.pid)
             cpu = cpu_seconds(process.pid)
         statuses = [o.get("status", {}) for o in api.objects(GROUP, VERSION, PLURAL, NAMESPACE)]
     latencies = sorted(ready[name] - created[name] for name in ready)
     elapsed = max(ready.values()) - min(created.values()) if ready else float("inf")
+    floor = {} if baseline else quota_floor(args, initial_by_operation, throttled, elapsed)
     sizes = [len(json.dumps(s)) for s in statuses]
     return {
         "ready": len(ready),
@@ -93,6 +104,8 @@ def measure(args: argparse.Namespace, *, baseline: bool) -> dict[str, Any]:
         "p50_create_to_ready_s": round(_percentile(latencies, 50), 2),
         "p99_create_to_ready_s": round(_percentile(latencies, 99), 2),
         "aws_calls_per_pipeline_initial": round(initial_calls / args.pipelines, 2),
+        "initial_calls_by_operation": {} if baseline else initial_by_operation,
+        **floor,
         **steady,
         "peak_rss_mib": rss,
         "cpu_ms_per_pipeline": round(1000 * cpu / (args.pipelines + 1), 1),
@@ -104,9 +117,10 @@ def measure(args: argparse.Namespace, *, baseline: bool) -> dict[str, Any]:
 class RemoteEmulator:
     """The AWS emulator in its own process, driven through its /_emulator/ control endpoints."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: list[str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "imagescan.emulator", "--port", "0", "--pipelines", "0", "--seed", "11"],
+            [sys.executable, "-m", "imagescan.emulator", "--port", "0", "--pipelines", "0", "--seed", "11",
+             *(options or [])],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         assert self.process.stdout is not None
@@ -126,6 +140,11 @@ class RemoteEmulator:
     def calls(self) -> dict[str, int]:
         return dict(self.control("GET", "calls"))
 
+    @property
+    def throttles(self) -> dict[str, int]:
+        """Calls the emulated rate limit refused, per operation (since the last reset)."""
+        return dict(self.control("GET", "throttles"))
+
     def reset_calls(self) -> None:
         self.control("POST", "calls/reset")
 
@@ -136,8 +155,9 @@ class RemoteEmulator:
 
 @contextlib.contextmanager
 def environment(args: argparse.Namespace) -> Iterator[tuple[apiserver.ApiServer, RemoteEmulator, str]]:
-    """A fresh API server (CRD, namespace) and emulator (N pipelines with findings, Inspector on)."""
-    emu = RemoteEmulator()
+    """A fresh API server (CRD, namespace) and emulator (N pipelines with findings, Inspector on, rate-limited
+    with --rate-limit-tps)."""
+    emu = RemoteEmulator(_rate_limit_options(args))
     try:
         with apiserver.ApiServer() as api, tempfile.TemporaryDirectory() as scratch:
             yield _prepare(args, api, emu, scratch)
@@ -155,6 +175,37 @@ def _prepare(args: argparse.Namespace, api: apiserver.ApiServer, emu: RemoteEmul
     api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     kubeconfig = str(api.write_kubeconfig(pathlib.Path(scratch) / "kubeconfig"))
     return api, emu, kubeconfig
+
+
+def _rate_limit_options(args: argparse.Namespace) -> list[str]:
+    if args.rate_limit_tps is None:
+        return []
+    burst = args.rate_limit_burst if args.rate_limit_burst is not None else args.rate_limit_tps
+    return ["--rate-limit-tps", str(args.rate_limit_tps), "--rate-limit-burst", str(burst)]
+
+
+def quota_floor(args: argparse.Namespace, calls: dict[str, int], throttled: dict[str, int],
+                elapsed: float) -> dict[str, Any]:
+    """The fastest the rate limit lets the initial reconcile go, and how close the run came.
+
+    Each operation can be called ``tps`` times a second, so the calls it needed (those answered, not the
+    refused retries) take at least calls ÷ tps seconds; the operation needing most sets the floor. (Each
+    bucket starts with ``burst`` calls in hand, so a small run can come in slightly under it.)
+    """
+    if args.rate_limit_tps is None:
+        return {}
+    needed = {operation: count - throttled.get(operation, 0) for operation, count in calls.items()}
+    slowest = max(needed, key=needed.__getitem__, default=None)
+    floor = needed[slowest] / args.rate_limit_tps if slowest is not None else 0.0
+    return {
+        "rate_limit_tps": args.rate_limit_tps,
+        "rate_limit_burst": args.rate_limit_burst if args.rate_limit_burst is not None else args.rate_limit_tps,
+        "floor_seconds": round(floor, 2),
+        "floor_operation": slowest,
+        "speed_vs_floor": round(floor / elapsed, 3) if elapsed > 0 else 0.0,
+        "throttled_calls": sum(throttled.values()),
+        "throttled_calls_by_operation": throttled,
+    }
 
 
 @contextlib.contextmanager
