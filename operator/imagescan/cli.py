@@ -48,6 +48,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["text", "json"], default="text",
                      help="text (default), or json: one object per line with timestamp, level, logger, message "
                      "and the object's kind, namespace and name")
+    push = run.add_argument_group("push intake (EventBridge -> SQS, deploy/aws/); off unless --events-queue-url")
+    push.add_argument("--events-queue-url", help="read Image Builder and Inspector events from this SQS queue and "
+                      "refresh the pipelines they concern within seconds")
+    push.add_argument("--events-safety-net", default="6h", metavar="DURATION",
+                      help="while the queue answers, read each object at least this often (or on its own, longer, "
+                      "intervals), e.g. 6h (default 6h; 1m..168h)")
+    push.add_argument("--sqs-endpoint-url", help="read the queue through this SQS endpoint (default: botocore's "
+                      "AWS_ENDPOINT_URL_SQS / the queue's region)")
     webhook = run.add_argument_group("admission webhook (FindingsPolicy Warn / Deny); off unless --webhook-port")
     webhook.add_argument("--webhook-port", type=int, help="serve the validating webhook over HTTPS on this port")
     webhook.add_argument("--webhook-addr", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
@@ -174,14 +182,28 @@ def run_config(args: argparse.Namespace) -> runtime.Config:
     return runtime.Config(
         aws=aws_clients.Settings(
             default_region=args.region, endpoint_url=args.aws_endpoint_url,
-            sts_endpoint_url=args.sts_endpoint_url, workers=args.workers,
+            sts_endpoint_url=args.sts_endpoint_url, sqs_endpoint_url=args.sqs_endpoint_url, workers=args.workers,
         ),
         tick=args.tick,
         namespaces=tuple(args.namespace),
         clusterwide=not args.namespace,
         http=probes.Settings(port=args.http_port, addr=args.http_addr) if args.http_port is not None else None,
         webhook=_webhook_settings(args),
+        events=_events_settings(args),
     )
+
+
+def _events_settings(args: argparse.Namespace) -> runtime.Events | None:
+    from imagescan.handlers import runtime
+    from imagescan.models import imagepipeline
+
+    if not args.events_queue_url:
+        return None
+    try:
+        safety_net = imagepipeline.parse_duration(imagepipeline.bounded_interval(args.events_safety_net))
+    except ValueError as exc:
+        raise SystemExit(f"imagescan run: --events-safety-net: {exc}") from None
+    return runtime.Events(queue_url=args.events_queue_url, safety_net=safety_net)
 
 
 def _webhook_settings(args: argparse.Namespace) -> admission_server.Settings | None:

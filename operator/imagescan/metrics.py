@@ -90,6 +90,24 @@ class Metrics:
             "policies they broke (None: no breach) and the answer: allowed, warned, denied, or error (could not "
             "judge: admitted with a warning)", ["enforcement", "result"], registry=self.registry,
         )
+        self.events_received = prometheus_client.Counter(
+            "imagescan_events", "Messages read from the events queue, by detail type (or why unusable: not-json, "
+            "not-an-event, unknown-type) and result: matched (objects notified), unmatched (none of ours), "
+            "unusable (deleted, logged once per kind)", ["type", "result"], registry=self.registry,
+        )
+        self.events_notified = prometheus_client.Counter(
+            "imagescan_events_notified_objects", "Objects notified by events (a burst for one object is one "
+            "refresh; see imagescan_reconcile_duration_seconds_count for the refreshes)", registry=self.registry,
+        )
+        self.events_queue_up = prometheus_client.Gauge(
+            "imagescan_events_queue_up", "1 while the events queue answers (push intake healthy: periodic reads "
+            "run on the safety-net interval), 0 while it fails (intake backs off; objects poll on their own "
+            "intervals)", registry=self.registry,
+        )
+        self.events_lag_seconds = prometheus_client.Histogram(
+            "imagescan_events_lag_seconds", "From an event's time (as AWS stamped it, whole seconds) to the intake "
+            "reading it", buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 900), registry=self.registry,
+        )
         self.webhook_seconds = prometheus_client.Histogram(
             "imagescan_webhook_duration_seconds", "Time the webhook took to answer one admission request, "
             "from the parsed request to the answer", buckets=WEBHOOK_BUCKETS, registry=self.registry,

@@ -25,6 +25,7 @@ from imagescan.handlers import (
     findingspolicy,
     imagepipeline,
     inspectoractivation,
+    intake,
     lifecycle,
     namespaces,
     runtime,
@@ -39,6 +40,7 @@ def registry(config: runtime.Config) -> kopf.OperatorRegistry:
     inspectoractivation.register(built, tick=config.tick)
     namespaces.register(built)
     admission.register(built, config)
+    intake.register(built)
     return built
 
 

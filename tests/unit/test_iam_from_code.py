@@ -18,7 +18,9 @@ from botocore import xform_name
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 AWS_CODE = ROOT / "operator" / "imagescan" / "aws"
-SERVICES = {"imagebuilder": "imagebuilder", "inspector2": "inspector2", "ecr": "ecr"}
+SERVICES = {"imagebuilder": "imagebuilder", "inspector2": "inspector2", "ecr": "ecr", "sqs": "sqs"}
+# Operations IAM authorizes under another action's name (Service Authorization Reference: SQS's batch calls).
+AUTHORIZED_AS = {"sqs:DeleteMessageBatch": "sqs:DeleteMessage"}
 # Actions the code never names but that AWS authorizes as part of a call it makes (Service Authorization
 # Reference), each with the call that needs it; deploy/README.md's table says the same.
 DEPENDENT = {
@@ -40,7 +42,8 @@ def _operations_by_method() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for service, prefix in SERVICES.items():
         for operation in session.get_service_model(service).operation_names:
-            found.setdefault(xform_name(operation), set()).add(f"{prefix}:{operation}")
+            action = f"{prefix}:{operation}"
+            found.setdefault(xform_name(operation), set()).add(AUTHORIZED_AS.get(action, action))
     return found
 
 

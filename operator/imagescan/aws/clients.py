@@ -33,7 +33,7 @@ from imagescan.aws import credentials, retries
 
 Role = credentials.Role
 session_name_for = credentials.session_name_for
-Service = Literal["imagebuilder", "ecr", "inspector2"]
+Service = Literal["imagebuilder", "ecr", "inspector2", "sqs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Settings:
     Not STS: AssumeRole goes to ``sts_endpoint_url``."""
     sts_endpoint_url: str | None = None
     """Where to assume roles; None: botocore's own resolution (AWS_ENDPOINT_URL_STS, regional endpoints)."""
+    sqs_endpoint_url: str | None = None
+    """Where the events queue is read; None: botocore's own resolution (AWS_ENDPOINT_URL_SQS, the region's)."""
     workers: int = 10
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
@@ -89,6 +91,11 @@ class Clients:
     def inspector2(self, region: str | None = None, role: Role | None = None) -> Any:
         return self._get("inspector2", region or self.default_region, role)
 
+    def sqs(self, region: str | None = None) -> Any:
+        """The events queue's client: always the operator's own credentials (the queue is the operator's, not a
+        tenant's), at ``sqs_endpoint_url``."""
+        return self._get("sqs", region or self.default_region, None)
+
     def assumed_credentials(self, role: Role) -> botocore_credentials.Credentials:
         """The role's credentials, shared by all its clients (nothing is fetched until a client signs)."""
         with self._lock:
@@ -100,13 +107,14 @@ class Clients:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
+                endpoint = self.settings.sqs_endpoint_url if service == "sqs" else self.settings.endpoint_url
                 if role is None:
                     client = self._session.client(
-                        service, region_name=region, endpoint_url=self.settings.endpoint_url, config=self._config(),
+                        service, region_name=region, endpoint_url=endpoint, config=self._config(),
                     )
                 else:
                     client = self._role_session(role, region).create_client(
-                        service, region_name=region, endpoint_url=self.settings.endpoint_url, config=self._config(),
+                        service, region_name=region, endpoint_url=endpoint, config=self._config(),
                     )
                 gate = retries.ThrottleGate()
                 retries.install(client, gate)

@@ -35,6 +35,9 @@ INVALID_SPEC_RECHECK = 600.0
 POLICY_INDEX = "policies_by_namespace"  # registered by handlers.findingspolicy
 Policies = kopf.Index[str | None, tuple[str, fp.FindingsPolicySpec]]
 TRIGGERS = {"create": "created", "update": "updated", "resume": "resumed"}  # kopf's reason -> the log's word
+TIMER_REST = 0.5
+"""kopf's pause between two calls of the resync timer. The timer's own wait (``Runtime.pause``: until due,
+woken by an event, or the tick) is where the time passes; kopf's sleep cannot be woken, so it is kept short."""
 
 
 def register(registry: kopf.OperatorRegistry, tick: float) -> None:
@@ -42,7 +45,7 @@ def register(registry: kopf.OperatorRegistry, tick: float) -> None:
         (kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume"),
     ):
         decorator(*RESOURCE, registry=registry, id=handler_id)(reconcile_now)
-    kopf.timer(*RESOURCE, registry=registry, id="resync", interval=tick, initial_delay=tick)(resync)
+    kopf.timer(*RESOURCE, registry=registry, id="resync", interval=TIMER_REST, initial_delay=tick)(resync)
     kopf.on.delete(*RESOURCE, registry=registry, id="delete")(delete)
 
 
@@ -57,11 +60,14 @@ async def resync(
 ) -> None:
     shared: runtime_.Runtime = memo.runtime
     uid = body.meta.uid or ""
-    if shared.lock(uid).locked():
+    stopped: kopf.DaemonStopped = kwargs.pop("stopped")  # kopf passes it to timers; not in its TimerFn type
+    await shared.pause(uid, stopped, shared.config.tick)
+    if stopped or shared.lock(uid).locked():
         return  # a reconcile is running; it reschedules the object when it ends
     due = shared.schedule.due(uid)
     if due.sync:
-        await _reconcile(body, patch, memo, logger, kwargs, refresh_findings=due.findings)
+        await _reconcile(body, patch, memo, logger, kwargs, refresh_findings=due.findings, notified=due.notified,
+                         trigger="event" if due.notified else "resync")
         return
     previous = shared.last_written(uid)
     if previous is not None:
@@ -105,6 +111,7 @@ async def _reconcile(
         indexes: dict[str, Any],
         *,
         refresh_findings: bool = False,
+        notified: bool = False,
         trigger: str = "resync",
 ) -> None:
     policies: Policies | None = indexes.get(POLICY_INDEX)
@@ -123,7 +130,8 @@ async def _reconcile(
                 _log(logger, trigger, [f"{status_.problems(exc)} (Terminal InvalidSpec); next check in {delay:.0f}s"],
                      tally, logging.INFO)
                 return
-            request = _request(body, spec, indexes, previous, refresh_findings)
+            request = _request(body, spec, indexes, previous, refresh_findings, notified)
+            started = shared.schedule.now()
             outcome = await shared.run_blocking(
                 pipeline.sync, shared.clients, shared.buckets, request, kstatus.now_rfc3339,
                 _explainer(indexes.get(inspectoractivation.INDEX)),
@@ -134,10 +142,11 @@ async def _reconcile(
             )
             status = _with_compliance(status, previous, body, policies, shared)
             shared.remember(uid, status_.replace(patch, body, pipeline.fit(status)))
+            shared.targets.note(uid, status)
             shared.metrics.settled(KIND, uid, status.conditions)
             shared.metrics.findings(uid, body.meta.namespace or "", body.meta.name or "", status)
             _post_events(body, previous, outcome)
-            delay = _reschedule(shared, uid, spec, outcome)
+            delay = _reschedule(shared, uid, spec, outcome, started)
             _log_outcome(logger, trigger, previous, status, outcome, delay, tally)
 
 
@@ -187,14 +196,14 @@ def _echoed(requested: str | None) -> str | None:
 
 
 def _reschedule(
-        shared: runtime_.Runtime, uid: str, spec: m.ImagePipelineSpec, outcome: pipeline.Outcome,
+        shared: runtime_.Runtime, uid: str, spec: m.ImagePipelineSpec, outcome: pipeline.Outcome, started: float,
 ) -> float:
     """Tell the schedule how it went: the only thing that decides when the timer reconciles again. Returns
     the delay until the next attempt."""
     if outcome.error is None:
         return shared.schedule.succeeded(
             uid, resync=spec.resync_seconds, refresh=spec.refresh_seconds,
-            findings_refreshed=outcome.findings_refreshed,
+            findings_refreshed=outcome.findings_refreshed, safety_net=shared.safety_net(), started=started,
         )
     return shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=spec.resync_seconds)
 
@@ -236,13 +245,14 @@ def _request(
         indexes: dict[str, Any],
         previous: m.ImagePipelineStatus | None = None,
         refresh_findings: bool = False,
+        notified: bool = False,
 ) -> pipeline.Request:
     namespace = body.meta.namespace or ""
     return pipeline.Request(
         spec=spec, uid=body.meta.uid or "", generation=int(body.meta.get("generation") or 0),
         previous=previous if previous is not None else status_.read(m.ImagePipelineStatus, body),
         paused=status_.paused(body.meta.annotations),
-        refresh_findings=refresh_findings,
+        refresh_findings=refresh_findings, notified=notified,
         namespace=namespace, access=namespaces.rules(indexes.get(namespaces.INDEX), namespace),
     )
 

@@ -102,7 +102,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger
             if outcome.status.account_id and outcome.enabled:
                 for waiting in shared.inspector_waiters.enabled(outcome.status.account_id, request.region,
                                                                 outcome.enabled):
-                    shared.schedule.wake(waiting)
+                    shared.wake(waiting)
 
 
 def _log_outcome(logger: kopf.Logger, trigger: str, previous: m.InspectorActivationStatus,

@@ -14,9 +14,20 @@ from imagescan import probes
 from imagescan.admission import server as admission_server
 from imagescan.aws import clients as aws_clients
 from imagescan.models import imagepipeline as m
-from imagescan.reconcile import activation, details, findings, policy, schedule
+from imagescan.reconcile import activation, details, findings, policy, schedule, targets
 
 T = TypeVar("T")
+SAFETY_NET = 6 * 3600.0
+"""With push intake healthy, objects are still read at least this often (unless their own intervals are
+longer): what events might miss (a lost message, a change AWS sends no event for) is found within it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Events:
+    """Push intake: EventBridge events through an SQS queue (deploy/aws/)."""
+
+    queue_url: str
+    safety_net: float = SAFETY_NET
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +44,8 @@ class Config:
     """Serve /healthz, /readyz and /metrics this way; None: no port opened."""
     webhook: admission_server.Settings | None = None
     """Serve the admission webhook (FindingsPolicy gating) this way; None: no webhook, no port opened."""
+    events: Events | None = None
+    """Read AWS's events from this queue; None: poll only, on each object's own intervals."""
 
 
 class Runtime:
@@ -50,6 +63,11 @@ class Runtime:
         PolicyCompliant condition and by admission."""
         self.inspector_waiters = activation.Waiters()
         """ImagePipelines waiting for Inspector: registered by their handler, woken by InspectorActivation's."""
+        self.targets = targets.Targets()
+        """What each ImagePipeline's last reconcile found, for the events intake to match events against."""
+        self.push_healthy = False
+        """Set by the events intake alone: its last read of the queue succeeded."""
+        self._wakeups: dict[str, asyncio.Event] = {}
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.aws.workers, thread_name_prefix="imagescan-aws",
         )
@@ -69,7 +87,49 @@ class Runtime:
         """One reconcile at a time per object, whether an event or the timer started it."""
         return self._locks.setdefault(uid, asyncio.Lock())
 
+    def safety_net(self) -> float | None:
+        """The interval periodic reads stretch to while events carry the changes; None: poll as configured."""
+        events = self.config.events
+        return events.safety_net if events is not None and self.push_healthy else None
+
+    def wake(self, uid: str) -> None:
+        """Due now: the object's timer reconciles it at once, not at its next tick."""
+        self.schedule.wake(uid)
+        self._alarm(uid)
+
+    def notify(self, uid: str) -> bool:
+        """AWS reported a change to the object (schedule.notify); its timer wakes to wait for the burst to end."""
+        accepted = self.schedule.notify(uid)
+        if accepted:
+            self._alarm(uid)
+        return accepted
+
+    async def pause(self, uid: str, stopped: Any, tick: float) -> None:
+        """What the resync timer waits for between due-checks: until the object is due, it is woken, the timer is
+        stopped, or ``tick`` passes, whichever is first. Not at all if it is due and nobody is reconciling it."""
+        until = self.schedule.next_attempt(uid)
+        busy = self.lock(uid).locked()
+        timeout = tick if until is None or busy else min(tick, max(0.0, until))
+        if timeout <= 0:
+            return
+        alarm = self._wakeups.setdefault(uid, asyncio.Event())
+        alarm.clear()
+        waits = [asyncio.ensure_future(alarm.wait()), asyncio.ensure_future(stopped.wait(timeout))]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    def _alarm(self, uid: str) -> None:
+        alarm = self._wakeups.get(uid)
+        if alarm is not None:
+            alarm.set()
+
     def forget(self, uid: str) -> None:
+        self._alarm(uid)
+        self._wakeups.pop(uid, None)
+        self.targets.forget(uid)
         self.inspector_waiters.release(uid)
         self._locks.pop(uid, None)
         self._written.pop(uid, None)

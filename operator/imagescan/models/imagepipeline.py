@@ -90,7 +90,7 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
-def _bounded_interval(text: str) -> str:
+def bounded_interval(text: str) -> str:
     seconds = parse_duration(text)
     if not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
         raise ValueError(f"{text} is outside 1m..168h: shorter polls AWS every tick, longer never resyncs")
@@ -106,7 +106,7 @@ Interval = Annotated[
     str,
     pydantic.Field(pattern=DURATION_PATTERN, max_length=32,
                    json_schema_extra={"x-kubernetes-validations": [_INTERVAL_RULE]}),
-    pydantic.AfterValidator(_bounded_interval),
+    pydantic.AfterValidator(bounded_interval),
 ]
 ContainerTag = Annotated[str, pydantic.Field(min_length=1, max_length=CONTAINER_TAG_MAX,
                                              pattern=CONTAINER_TAG_PATTERN)]

@@ -56,6 +56,8 @@ class Request:
     previous: m.ImagePipelineStatus
     paused: bool = False
     refresh_findings: bool = False
+    notified: bool = False
+    """AWS reported a change (an event): list the builds again and read counts fresher than this attempt."""
     namespace: str = ""
     access: access.Rules | None = None
     """What the namespace's annotations grant: which role the object may use (access.for_namespace)."""
@@ -286,7 +288,7 @@ def _sync(
         return
     new_run = raw.get("dateLastRun") != previous_date_last_run
     just_enabled = not was_enabled  # we only get here with scanning on, so we just turned it on
-    if request.refresh_findings or new_run or just_enabled or request.previous.findings is None:
+    if request.refresh_findings or request.notified or new_run or just_enabled or request.previous.findings is None:
         registry = clients.ecr(target.region, via) if raw.get("containerRecipeArn") else None
         progress.findings = _refresh_findings(client, registry, buckets, request, target, raw, new_run, now)
         progress.findings_refreshed = True
@@ -338,7 +340,7 @@ def _refresh_findings(
     previous = request.previous.findings
     described = previous.latest_image if previous else None
     latest, unseen = described, 0
-    if latest is None or new_run:
+    if latest is None or new_run or request.notified:
         latest, unseen = _latest_image(client, registry, target.arn, described)
     elif latest.scan_state in TRANSIENT_SCAN_STATES:
         latest = _image_details(client, registry, latest.arn)
@@ -362,7 +364,7 @@ def _scope(client: Any, buckets: findings.AccountBuckets, request: Request, targ
     previous = request.previous.findings
     described = previous.latest_image if previous else None
     settled = _settled_by(previous, buckets.settled(target.arn, described.arn) if described else None)
-    same = _same_settled_build(described, latest)
+    same = _same_settled_build(described, latest) and not request.notified
     unseen_others = unseen - (0 if same else 1)
     return findings.Scope(
         # The shared lists' key: they are one account's, in one region.
@@ -370,7 +372,7 @@ def _scope(client: Any, buckets: findings.AccountBuckets, request: Request, targ
         image_arn=latest.arn if latest else None, top_n=request.spec.findings.top,
         max_age=request.spec.refresh_seconds,
         settled_at=settled if settled is not None and same else started,
-        others_settled_at=settled if settled is not None and unseen_others <= 0 else started,
+        others_settled_at=settled if settled is not None and unseen_others <= 0 and not request.notified else started,
     )
 
 

@@ -12,7 +12,15 @@ because a person asked; they do not consult the schedule):
 - settling (AWS is still on its way, e.g. Inspector ENABLING): the back-off steps, without counting as a
   failure anywhere else;
 - woken: an object waiting on another (a pipeline on an InspectorActivation) is due at the next tick once
-  that other object reports what it waited for.
+  that other object reports what it waited for;
+- notified: AWS pushed an event about the object (EventBridge, through the events queue): findings are due,
+  and the object is due once its events have gone quiet for ``EVENT_QUIET`` seconds, at most
+  ``EVENT_MAX_WAIT`` after the first of them, so a burst of events is one refresh. A notification never
+  shortens a back-off or re-reads a Stalled object early: the attempt that comes anyway refreshes findings.
+
+With push intake healthy, a success is scheduled on the ``safety_net`` interval (when it is longer than the
+object's own): events carry the changes, the periodic reads only catch what they might miss. When intake
+fails, ``poll_again`` brings every object back to its own intervals, counted from its last success.
 
 A pending findings refresh never shortens a back-off: it is served by the next attempt, whenever that is.
 Kept in memory, per object: after a restart kopf's resume handlers reconcile everything once, which is the
@@ -30,6 +38,9 @@ from collections.abc import Callable
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 300.0
 JITTER = 0.1
+EVENT_QUIET = 2.0
+EVENT_MAX_WAIT = 8.0
+NEVER = float("inf")
 
 
 @dataclasses.dataclass
@@ -40,12 +51,26 @@ class Entry:
     """When findings are next due; an attempt at or after it refreshes them."""
     failures: int = 0
     """Recoverable failures in a row; reset by a success or a Terminal failure."""
+    stalled: bool = False
+    """The last attempt failed Terminally: only the resync re-reads it."""
+    notified: bool = False
+    """Events reported changes no successful attempt has read yet."""
+    event_due: float = NEVER
+    """When the pending burst of events makes the object due (NEVER: no events pending)."""
+    burst_started: float | None = None
+    last_event: float | None = None
+    poll: tuple[float, float] | None = None
+    """(resync, refresh) of the last success, when it was scheduled on the safety net instead."""
+    last_success: float = 0.0
+    last_findings: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Due:
     sync: bool
     findings: bool
+    notified: bool = False
+    """AWS reported changes since the last success: re-read the builds, trust no list older than now."""
 
 
 def backoff(failures: int, resync: float, rng: random.Random) -> float:
@@ -68,30 +93,46 @@ class Schedule:
         handler reconciles it first, and a timer that also did would only queue duplicate work."""
         entry = self._entries.get(uid)
         now = self._clock()
-        if entry is None or now < entry.next_attempt:
+        if entry is None or now < _due_at(entry):
             return Due(sync=False, findings=False)
-        return Due(sync=True, findings=now >= entry.next_findings)
+        return Due(sync=True, findings=now >= entry.next_findings, notified=entry.notified)
 
     def next_attempt(self, uid: str) -> float | None:
         """Seconds until the object is due (negative: overdue); None if it was never reconciled."""
         entry = self._entries.get(uid)
-        return None if entry is None else entry.next_attempt - self._clock()
+        return None if entry is None else _due_at(entry) - self._clock()
 
-    def succeeded(self, uid: str, *, resync: float, refresh: float, findings_refreshed: bool) -> float:
-        """Record a success; returns the delay until the next attempt (resync or findings refresh)."""
+    def now(self) -> float:
+        """The schedule's clock: pass it back as ``succeeded(started=...)``."""
+        return self._clock()
+
+    def succeeded(self, uid: str, *, resync: float, refresh: float, findings_refreshed: bool,
+                  safety_net: float | None = None, started: float | None = None) -> float:
+        """Record a success; returns the delay until the next attempt (resync or findings refresh).
+        ``safety_net``: push intake is healthy, so neither interval is shorter than it. ``started``: when the
+        attempt began; events notified after it are still pending (the attempt may have read AWS before them)."""
         with self._lock:
             entry = self._entries.setdefault(uid, Entry())
             now = self._clock()
             entry.failures = 0
+            entry.stalled = False
+            entry.last_success = now
+            entry.poll = (resync, refresh) if safety_net is not None else None
+            if safety_net is not None:
+                resync, refresh = max(resync, safety_net), max(refresh, safety_net)
             if findings_refreshed or entry.next_findings <= now:
+                entry.last_findings = now
                 entry.next_findings = now + self._jitter(refresh)
             entry.next_attempt = min(now + self._jitter(resync), entry.next_findings)
-            return entry.next_attempt - now
+            entry.notified = False
+            self._settle_events(entry, started)
+            return _due_at(entry) - now
 
     def failed(self, uid: str, *, terminal: bool, resync: float) -> float:
         """Record a failure; returns the delay until the next attempt."""
         with self._lock:
             entry = self._entries.setdefault(uid, Entry())
+            entry.stalled = terminal
             if terminal:
                 # The spec or AWS must change; re-check on the normal resync, not sooner.
                 entry.failures = 0
@@ -100,6 +141,8 @@ class Schedule:
                 entry.failures += 1
                 delay = backoff(entry.failures, resync, self._rng)
             entry.next_attempt = self._clock() + delay
+            # Events seen so far are served by the next attempt, whenever the back-off allows it.
+            self._settle_events(entry, None)
             return delay
 
     def settling(self, uid: str, *, resync: float) -> float:
@@ -113,9 +156,59 @@ class Schedule:
             if entry is not None:
                 entry.next_attempt = min(entry.next_attempt, self._clock())
 
+    def notify(self, uid: str) -> bool:
+        """AWS reported a change to the object: findings are due, and the object once its events go quiet
+        (within ``EVENT_MAX_WAIT`` of the first). False for an object never reconciled (its create or resume
+        handler reads everything anyway). A back-off or a Stalled object keeps its time."""
+        with self._lock:
+            entry = self._entries.get(uid)
+            if entry is None:
+                return False
+            now = self._clock()
+            entry.next_findings = min(entry.next_findings, now)
+            entry.notified = True
+            if entry.failures or entry.stalled:
+                return True
+            if entry.burst_started is None:
+                entry.burst_started = now
+            entry.last_event = now
+            entry.event_due = min(now + EVENT_QUIET, entry.burst_started + EVENT_MAX_WAIT)
+            return True
+
+    def poll_again(self) -> int:
+        """Push intake stopped working: every object scheduled on the safety net is due again on its own
+        intervals, counted from its last success. Returns how many were brought forward."""
+        with self._lock:
+            moved = 0
+            for entry in self._entries.values():
+                if entry.poll is None:
+                    continue
+                resync, refresh = entry.poll
+                entry.poll = None
+                entry.next_findings = min(entry.next_findings, entry.last_findings + self._jitter(refresh))
+                entry.next_attempt = min(entry.next_attempt, entry.last_success + self._jitter(resync),
+                                         entry.next_findings)
+                moved += 1
+            return moved
+
     def forget(self, uid: str) -> None:
         with self._lock:
             self._entries.pop(uid, None)
 
     def _jitter(self, interval: float) -> float:
         return interval * self._rng.uniform(1 - JITTER, 1 + JITTER)
+
+    @staticmethod
+    def _settle_events(entry: Entry, started: float | None) -> None:
+        """An attempt has served the events notified before it started; later ones stay pending."""
+        if started is not None and entry.last_event is not None and entry.last_event > started:
+            entry.notified = True
+            entry.burst_started = entry.last_event
+            entry.event_due = entry.last_event + EVENT_QUIET
+            return
+        entry.event_due = NEVER
+        entry.burst_started = entry.last_event = None
+
+
+def _due_at(entry: Entry) -> float:
+    return min(entry.next_attempt, entry.event_due)
