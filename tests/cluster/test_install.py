@@ -1,7 +1,7 @@
 """Both ways to install, Helm (deploy/helm/imagescan-operator) and Kustomize (deploy/, deploy/webhook/,
-deploy/monitoring/), are accepted object by object by a real kube-apiserver (server-side dry run, after their
-CRDs are applied for real) and install the same things: every object of one is in the other, equal but for the
-differences listed in INTENDED_DIFFERENCES.
+deploy/monitoring/, the deploy/events component), are accepted object by object by a real kube-apiserver
+(server-side dry run, after their CRDs are applied for real) and install the same things: every object of one
+is in the other, equal but for the differences listed in INTENDED_DIFFERENCES.
 
 helm comes from hack/helm.sh (built from the Go module proxy once, cached); the API server is a control plane of
 this module's own, because it also gets stand-ins for the cert-manager and Prometheus Operator CRDs.
@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from imagescan.models import imagepipeline
 from tests.support import controlplane
 from tests.support.fixtures import own_control_plane
 from tests.unit.test_packaging import BLOCK_SANDBOX
@@ -85,6 +86,24 @@ def render_kustomize(folder: str) -> list[Obj]:
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return _docs(result.stdout)
+
+
+def render_with_events(folder: str, tmp_path: pathlib.Path) -> list[Obj]:
+    """``folder`` with the deploy/events component, as a user's overlay adds it (kustomize takes only relative
+    paths)."""
+    overlay = {"resources": [os.path.relpath(ROOT / folder, tmp_path)],
+               "components": [os.path.relpath(ROOT / "deploy" / "events", tmp_path)]}
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    result = subprocess.run(["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    return _docs(result.stdout)
+
+
+def args_of(docs: list[Obj]) -> list[str]:
+    (container,) = by_key(docs)[("Deployment", NAMESPACE, "imagescan-operator")]["spec"]["template"]["spec"][
+        "containers"]
+    return list(container["args"])
 
 
 def key(doc: Obj) -> Key:
@@ -167,6 +186,8 @@ def test_kustomize_install_is_accepted(server: Server, folder: str) -> None:
     server.dry_run(render_kustomize(folder))
 
 
+# deploy/events' placeholder, so that the two installs compare equal.
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/imagescan-events"
 HELM_VARIANTS: dict[str, list[str]] = {
     "defaults": [],
     "webhook with cert-manager": ["webhook.enabled=true"],
@@ -178,6 +199,8 @@ HELM_VARIANTS: dict[str, list[str]] = {
         "workers=20", "logFormat=text", "replicaCount=3", "webhook.enabled=true", "webhook.failurePolicy=Fail"],
     "one replica, no leader election": ["replicaCount=1", "leaderElection.enabled=false",
                                         "metrics.service.enabled=false", "aws.region="],
+    "push intake": [f"events.queueUrl={QUEUE_URL}", "events.safetyNet=1h30m",
+                    "events.sqsEndpointUrl=https://sqs.us-east-1.amazonaws.com"],
 }
 
 
@@ -213,6 +236,37 @@ def test_helm_values_reach_the_deployment(helm: str) -> None:
     assert {w["failurePolicy"] for w in webhooks} == {"Fail"}
 
 
+def test_helm_passes_the_events_flags_only_when_a_queue_is_set(helm: str) -> None:
+    assert not [arg for arg in args_of(render_helm(helm)) if arg.startswith(("--events", "--sqs"))]
+    # Without a queue the operator has no use for the other two.
+    assert args_of(render_helm(helm, "events.safetyNet=1h", "events.sqsEndpointUrl=http://localhost:4566")) == (
+        args_of(render_helm(helm)))
+    assert args_of(render_helm(helm, f"events.queueUrl={QUEUE_URL}"))[-2:] == [
+        f"--events-queue-url={QUEUE_URL}", "--events-safety-net=6h"]
+    assert args_of(render_helm(helm, *HELM_VARIANTS["push intake"]))[-3:] == [
+        f"--events-queue-url={QUEUE_URL}", "--events-safety-net=1h30m",
+        "--sqs-endpoint-url=https://sqs.us-east-1.amazonaws.com"]
+
+
+@pytest.mark.parametrize("safety_net", ["1m", "60s", "0.5m", "59.999s", "1h30m", "168h", "167h60m", "168h1ms"])
+def test_helm_bounds_the_safety_net_as_the_operator_does(helm: str, safety_net: str) -> None:
+    """The chart refuses what `imagescan run --events-safety-net` would exit on at start-up, and only that."""
+    try:
+        imagepipeline.bounded_interval(safety_net)
+    except ValueError:
+        operator_takes_it = False
+    else:
+        operator_takes_it = True
+    result = subprocess.run([helm, "template", "imagescan", str(CHART), "--set", f"events.safetyNet={safety_net}"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert (result.returncode == 0) == operator_takes_it, result.stderr
+
+
+def test_helm_safety_net_pattern_is_the_operators() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["events"]["properties"]["safetyNet"]["pattern"] == imagepipeline.DURATION_PATTERN
+
+
 def test_helm_one_replica_without_leader_election(helm: str) -> None:
     docs = by_key(render_helm(helm, *HELM_VARIANTS["one replica, no leader election"]))
     (container,) = docs[("Deployment", NAMESPACE, "imagescan-operator")]["spec"]["template"]["spec"]["containers"]
@@ -235,9 +289,15 @@ def test_helm_refuses_replicas_that_would_all_reconcile(helm: str) -> None:
     ("replicas=3", "additional properties 'replicas' not allowed"),
     ("webhook.failurePolicy=fail", "must be one of 'Ignore', 'Fail'"),
     ("aws.roleArn=imagescan-operator", "/aws/roleArn"),
+    # The stack's QueueArn output instead of its QueueUrl.
+    ("events.queueUrl=arn:aws:sqs:us-east-1:123456789012:imagescan-events", "/events/queueUrl"),
+    ("events.safetyNet=1d", "/events/safetyNet"),
+    # The form is right, the bound (imagescan.checks, as the operator's) is not.
+    ("events.safetyNet=59s", "events.safetyNet 59s is outside 1m..168h"),
 ])
 def test_helm_refuses_values_it_does_not_know(helm: str, setting: str, complaint: str) -> None:
-    """values.schema.json: a misspelt or wrong value fails the install instead of being silently ignored."""
+    """values.schema.json (and imagescan.checks): a misspelt or wrong value fails the install instead of being
+    silently ignored, or making every new pod exit at start-up."""
     result = subprocess.run([helm, "template", "imagescan", str(CHART), "--set", setting], capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode != 0
@@ -302,6 +362,16 @@ def test_helm_defaults_install_what_kustomize_does(helm: str) -> None:
 
 def test_helm_webhook_installs_what_the_kustomize_overlay_does(helm: str) -> None:
     assert _differences(render_helm(helm, "webhook.enabled=true"), render_kustomize("deploy/webhook")) == []
+
+
+@pytest.mark.parametrize(("folder", "settings"), [("deploy", []), ("deploy/webhook", ["webhook.enabled=true"])])
+def test_helm_events_install_what_the_kustomize_component_does(server: Server, helm: str, tmp_path: pathlib.Path,
+                                                              folder: str, settings: list[str]) -> None:
+    helm_docs = render_helm(helm, *settings, f"events.queueUrl={QUEUE_URL}")
+    kustomize_docs = render_with_events(folder, tmp_path)
+    server.dry_run(kustomize_docs)
+    assert _differences(helm_docs, kustomize_docs) == []
+    assert f"--events-queue-url={QUEUE_URL}" in args_of(kustomize_docs)
 
 
 def test_helm_servicemonitor_is_deploy_monitorings(helm: str) -> None:

@@ -41,6 +41,14 @@ app.kubernetes.io/name: imagescan-operator
 - --webhook-cert=/certs/tls.crt
 - --webhook-key=/certs/tls.key
 {{- end }}
+{{- with .Values.events.queueUrl }}
+- --events-queue-url={{ . }}
+{{- /* Only with a queue: without one the operator has no use for either. */}}
+- --events-safety-net={{ $.Values.events.safetyNet }}
+{{- with $.Values.events.sqsEndpointUrl }}
+- --sqs-endpoint-url={{ . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "imagescan.webhookSecret" -}}
@@ -51,6 +59,16 @@ app.kubernetes.io/name: imagescan-operator
 {{- define "imagescan.checks" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would reconcile every object" }}
+{{- end }}
+{{- /* The schema checks the form; the operator exits at start-up outside 1m..168h, which would leave every new
+pod crash-looping, so the bound is checked here too (seconds, as imagepipeline.parse_duration adds them up). */}}
+{{- $seconds := 0.0 }}
+{{- range regexFindAll "[0-9.]+(ms|s|m|h)" .Values.events.safetyNet -1 }}
+{{- $unit := regexFind "(ms|s|m|h)$" . }}
+{{- $seconds = addf $seconds (mulf (trimSuffix $unit .) (get (dict "ms" 0.001 "s" 1 "m" 60 "h" 3600) $unit)) }}
+{{- end }}
+{{- if or (lt $seconds 60.0) (gt $seconds 604800.0) }}
+{{- fail (printf "events.safetyNet %s is outside 1m..168h" .Values.events.safetyNet) }}
 {{- end }}
 {{- end }}
 
