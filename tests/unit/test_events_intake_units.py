@@ -199,3 +199,17 @@ def test_the_safety_net_never_shortens_longer_intervals() -> None:
     plan = schedule.Schedule(clock=clock, rng=random.Random(1))
     delay = plan.succeeded("uid", resync=48 * 3600, refresh=48 * 3600, findings_refreshed=True, safety_net=6 * 3600)
     assert delay > 40 * 3600
+
+
+def test_an_event_a_refresh_has_already_read_changes_nothing() -> None:
+    clock = Clock()
+    plan = reconciled(clock)
+    plan.notify("uid")
+    clock.now += schedule.EVENT_QUIET
+    started = plan.now()
+    plan.succeeded("uid", resync=600, refresh=900, findings_refreshed=True, started=started)
+    clock.now += 5
+    # Redelivered: the change it reports happened long before the refresh began.
+    assert not plan.notify("uid", age=5 + schedule.EVENT_QUIET + schedule.EVENT_COVERED_AFTER)
+    # Recent enough that the refresh may not have seen it yet.
+    assert plan.notify("uid", age=6)

@@ -34,6 +34,10 @@ from imagescan.reconcile import events, schedule
 logger = logging.getLogger(__name__)
 TASK = "events_intake"
 RETRY_CAP = 300.0
+DRAIN_SECONDS = 20.0
+"""A poll that returns a full batch keeps reading (without waiting) for up to this long before it notifies: a
+backlog (a burst of events, or what queued while the operator was away) is one notification per object, not
+one per batch. Well within the messages' visibility timeout, so none returns while it is being handled."""
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
@@ -79,9 +83,10 @@ class Intake:
             self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def poll_once(self) -> int:
-        """One long poll and what follows; returns how many messages were handled. Failures back off here."""
+        """One long poll, draining a backlog, and what follows; returns how many messages were handled.
+        Failures back off here."""
         try:
-            messages = await self._call(queue.receive, self._client, self.queue_url, self.wait)
+            messages = await self._drain()
         except errors.AwsError as exc:
             await self._back_off(exc)
             return 0
@@ -97,6 +102,20 @@ class Intake:
                 logger.warning("events queue: %d message(s) not deleted; they will be handled again", len(failed))
         return len(handled)
 
+    async def _drain(self) -> list[queue.Message]:
+        """What the queue holds now: one long poll, then, after a full batch, more at once until none come."""
+        messages = await self._call(queue.receive, self._client, self.queue_url, self.wait)
+        started = time.monotonic()
+        batch = messages
+        while len(batch) == queue.BATCH or (batch and len(messages) > queue.BATCH):
+            if time.monotonic() - started > DRAIN_SECONDS:
+                break
+            batch = await self._call(queue.receive, self._client, self.queue_url, 0)
+            messages += batch
+        if len(messages) > queue.BATCH:
+            logger.info("events queue: drained %d messages in %.1fs", len(messages), time.monotonic() - started)
+        return messages
+
     def _handle(self, message: queue.Message) -> bool:
         """Notify the objects the message concerns; True when it may be deleted."""
         metrics = self.shared.metrics
@@ -109,16 +128,16 @@ class Intake:
                 logger.warning("events queue: deleted message %s: %s (further ones of this kind: metric "
                                "imagescan_events{result=\"unusable\"} only)", message.id, exc)
             return True
+        lag = self._lag(change.time)
         try:
             uids = self.shared.targets.match(change)
-            notified = sum(1 for uid in uids if self.shared.notify(uid))
+            notified = sum(1 for uid in uids if self.shared.notify(uid, lag or 0.0))
         except Exception:
             logger.exception("events queue: could not handle message %s (received %d time(s)); left in the queue",
                              message.id, message.receives)
             return False
         metrics.events_received.labels(type=change.detail_type, result="matched" if uids else "unmatched").inc()
         metrics.events_notified.inc(notified)
-        lag = self._lag(change.time)
         if lag is not None:
             metrics.events_lag_seconds.observe(lag)
         logger.debug("events queue: %s %s -> %d object(s)", change.detail_type, message.id, len(uids))

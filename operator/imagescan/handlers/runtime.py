@@ -97,9 +97,10 @@ class Runtime:
         self.schedule.wake(uid)
         self._alarm(uid)
 
-    def notify(self, uid: str) -> bool:
-        """AWS reported a change to the object (schedule.notify); its timer wakes to wait for the burst to end."""
-        accepted = self.schedule.notify(uid)
+    def notify(self, uid: str, age: float = 0.0) -> bool:
+        """AWS reported a change to the object ``age`` seconds ago (schedule.notify); its timer wakes to wait
+        for the burst to end. False when there is nothing to do (already read, or not reconciled yet)."""
+        accepted = self.schedule.notify(uid, age)
         if accepted:
             self._alarm(uid)
         return accepted

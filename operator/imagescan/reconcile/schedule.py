@@ -40,6 +40,9 @@ BACKOFF_CAP = 300.0
 JITTER = 0.1
 EVENT_QUIET = 2.0
 EVENT_MAX_WAIT = 8.0
+EVENT_COVERED_AFTER = 10.0
+"""An event is already served by a refresh that started this long after the change it reports: AWS's read
+APIs show a change within seconds, so such a refresh read it (a redelivered, late or backlogged event)."""
 NEVER = float("inf")
 
 
@@ -63,6 +66,8 @@ class Entry:
     """(resync, refresh) of the last success, when it was scheduled on the safety net instead."""
     last_success: float = 0.0
     last_findings: float = 0.0
+    refresh_started: float | None = None
+    """When the last successful findings refresh began."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +125,8 @@ class Schedule:
             entry.poll = (resync, refresh) if safety_net is not None else None
             if safety_net is not None:
                 resync, refresh = max(resync, safety_net), max(refresh, safety_net)
+            if findings_refreshed and started is not None:
+                entry.refresh_started = started
             if findings_refreshed or entry.next_findings <= now:
                 entry.last_findings = now
                 entry.next_findings = now + self._jitter(refresh)
@@ -156,15 +163,16 @@ class Schedule:
             if entry is not None:
                 entry.next_attempt = min(entry.next_attempt, self._clock())
 
-    def notify(self, uid: str) -> bool:
-        """AWS reported a change to the object: findings are due, and the object once its events go quiet
-        (within ``EVENT_MAX_WAIT`` of the first). False for an object never reconciled (its create or resume
-        handler reads everything anyway). A back-off or a Stalled object keeps its time."""
+    def notify(self, uid: str, age: float = 0.0) -> bool:
+        """AWS reported a change to the object ``age`` seconds ago: findings are due, and the object once its
+        events go quiet (within ``EVENT_MAX_WAIT`` of the first). False for an object never reconciled (its
+        create or resume handler reads everything anyway) and for a change a refresh has already read
+        (``EVENT_COVERED_AFTER``). A back-off or a Stalled object keeps its time."""
         with self._lock:
             entry = self._entries.get(uid)
-            if entry is None:
-                return False
             now = self._clock()
+            if entry is None or _covered(entry, now - age):
+                return False
             entry.next_findings = min(entry.next_findings, now)
             entry.notified = True
             if entry.failures or entry.stalled:
@@ -208,6 +216,10 @@ class Schedule:
             return
         entry.event_due = NEVER
         entry.burst_started = entry.last_event = None
+
+
+def _covered(entry: Entry, happened: float) -> bool:
+    return entry.refresh_started is not None and entry.refresh_started >= happened + EVENT_COVERED_AFTER
 
 
 def _due_at(entry: Entry) -> float:
