@@ -104,7 +104,7 @@ class Intake:
 
     async def _drain(self) -> list[queue.Message]:
         """What the queue holds now: one long poll, then, after a full batch, more at once until none come."""
-        messages = await self._call(queue.receive, self._client, self.queue_url, self.wait)
+        messages: list[queue.Message] = await self._call(queue.receive, self._client, self.queue_url, self.wait)
         started = time.monotonic()
         batch = messages
         while len(batch) == queue.BATCH or (batch and len(messages) > queue.BATCH):
