@@ -3,7 +3,9 @@
 Image Builder answers throttling with ``CallRateLimitExceededException`` (HTTP 429), which botocore's
 standard and adaptive retry modes do not treat as retryable. Retrying it at once from many worker threads
 would make a throttling storm worse, so a throttled call both sleeps with full jitter and closes a gate that
-every other call on the same client waits at: the whole operator slows down, not just the unlucky thread.
+every other call of the same operation on the same client waits at: the whole operator slows down for that
+operation, not just the unlucky thread. AWS sets its rate quotas per operation (per account and region), so a
+throttled GetImagePipeline does not hold back ListImageScanFindings, which has a budget of its own.
 botocore's own standard mode still handles 5xx and connection errors.
 """
 
@@ -18,7 +20,7 @@ THROTTLING_CODES = frozenset({"CallRateLimitExceededException", "ThrottlingExcep
 
 
 class ThrottleGate:
-    """A shared "not before" time for every call through one client."""
+    """A shared "not before" time per operation for every call through one client."""
 
     def __init__(self, *, base: float = 0.5, cap: float = 8.0, max_attempts: int = 4,
                  rng: random.Random | None = None) -> None:
@@ -27,24 +29,25 @@ class ThrottleGate:
         self.max_attempts = max_attempts
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._not_before = 0.0
+        self._not_before: dict[str, float] = {}
         self.throttled = 0
 
-    def wait(self, **_: Any) -> None:
-        """Block until the gate is open (a botocore ``before-send`` hook: returns None)."""
-        delay = self._not_before - time.monotonic()
+    def wait(self, event_name: str = "", **_: Any) -> None:
+        """Block until the operation's gate is open (a botocore ``before-send`` hook: returns None)."""
+        delay = self._not_before.get(_operation(event_name), 0.0) - time.monotonic()
         if delay > 0:
             time.sleep(delay)
 
-    def backoff(self, attempt: int) -> float:
-        """Full-jitter exponential delay for the given (1-based) attempt, and close the gate for it."""
+    def backoff(self, attempt: int, operation: str = "") -> float:
+        """Full-jitter exponential delay for the given (1-based) attempt, and close the operation's gate for it."""
         delay = self._rng.uniform(0, min(self.cap, self.base * 2 ** attempt))
         with self._lock:
             self.throttled += 1
-            self._not_before = max(self._not_before, time.monotonic() + delay / 2)
+            until = time.monotonic() + delay / 2
+            self._not_before[operation] = max(self._not_before.get(operation, 0.0), until)
         return delay
 
-    def needs_retry(self, response: Any = None, attempts: int = 1, **_: Any) -> float | None:
+    def needs_retry(self, response: Any = None, attempts: int = 1, event_name: str = "", **_: Any) -> float | None:
         """A botocore ``needs-retry`` hook: a delay for throttling, None (no opinion) for the rest."""
         if not response or attempts >= self.max_attempts:
             return None
@@ -52,7 +55,12 @@ class ThrottleGate:
         code = (parsed or {}).get("Error", {}).get("Code")
         if code not in THROTTLING_CODES:
             return None
-        return self.backoff(attempts)
+        return self.backoff(attempts, _operation(event_name))
+
+
+def _operation(event_name: str) -> str:
+    """``needs-retry.imagebuilder.GetImagePipeline`` -> ``GetImagePipeline`` (botocore names its events so)."""
+    return event_name.rsplit(".", 1)[-1] if event_name.count(".") >= 2 else ""
 
 
 def install(client: Any, gate: ThrottleGate) -> None:

@@ -478,6 +478,9 @@ class Scope:
     max_age: float
     settled_at: float
     others_settled_at: float
+    sole_build: bool = False
+    """The latest build is the pipeline's only one (as just listed): its counts are the pipeline's, so one
+    aggregation serves both."""
 
     @property
     def all_settled_at(self) -> float:
@@ -502,11 +505,14 @@ def refresh_counts(scope: Scope, buckets: AccountBuckets) -> Counts:
     older than the latest build, the cheapest of: refresh them; list the latest build's own findings (if the
     lists still describe every other build of the pipeline); list the pipeline's own findings.
     """
-    aggregated = _Aggregated(
-        aws_findings.severity_counts(scope.client, "imagePipelineArn", scope.pipeline_arn),
-        aws_findings.severity_counts(scope.client, "imageBuildVersionArn", scope.image_arn)
-        if scope.image_arn is not None else None,
-    )
+    pipeline = aws_findings.severity_counts(scope.client, "imagePipelineArn", scope.pipeline_arn)
+    if scope.image_arn is None:
+        image = None
+    elif scope.sole_build:
+        image = pipeline
+    else:
+        image = aws_findings.severity_counts(scope.client, "imageBuildVersionArn", scope.image_arn)
+    aggregated = _Aggregated(pipeline, image)
     source = _cheapest_source(scope, buckets, aggregated)
     if source == "pipeline":
         listing = _list_own(scope, "imagePipelineArn", scope.pipeline_arn)

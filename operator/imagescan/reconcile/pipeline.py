@@ -339,12 +339,12 @@ def _refresh_findings(
     started = buckets.now()
     previous = request.previous.findings
     described = previous.latest_image if previous else None
-    latest, unseen = described, 0
+    latest, unseen, builds = described, 0, None
     if latest is None or new_run or request.notified:
-        latest, unseen = _latest_image(client, registry, target.arn, described)
+        latest, unseen, builds = _latest_image(client, registry, target.arn, described)
     elif latest.scan_state in TRANSIENT_SCAN_STATES:
         latest = _image_details(client, registry, latest.arn)
-    scope = _scope(client, buckets, request, target, latest, unseen, started)
+    scope = _scope(client, buckets, request, target, latest, unseen, started, sole_build=builds == 1)
     counts = findings.refresh_counts(scope, buckets)
     if latest is not None and not _scanning(latest):
         buckets.note_settled(target.arn, latest.arn, scope.all_settled_at)
@@ -357,7 +357,7 @@ def _refresh_findings(
 
 
 def _scope(client: Any, buckets: findings.AccountBuckets, request: Request, target: Target,
-           latest: m.LatestImage | None, unseen: int, started: float) -> findings.Scope:
+           latest: m.LatestImage | None, unseen: int, started: float, *, sole_build: bool) -> findings.Scope:
     """What the refresh reads, with when its builds had settled: the latest build as known before if it is the
     one described and its scan had finished, else only as of now; the others as known before unless builds
     other than the latest appeared since."""
@@ -373,6 +373,7 @@ def _scope(client: Any, buckets: findings.AccountBuckets, request: Request, targ
         max_age=request.spec.refresh_seconds,
         settled_at=settled if settled is not None and same else started,
         others_settled_at=settled if settled is not None and unseen_others <= 0 and not request.notified else started,
+        sole_build=sole_build,
     )
 
 
@@ -411,17 +412,17 @@ def _reuse_top(previous: m.FindingsStatus | None, latest: m.LatestImage | None, 
 
 
 def _latest_image(client: Any, registry: Any | None, pipeline_arn: str,
-                  described: m.LatestImage | None) -> tuple[m.LatestImage | None, int]:
-    """The newest available build (or newest of any state if none is available yet), and how many builds
-    are newer than the one ``described`` (all of them if none was)."""
+                  described: m.LatestImage | None) -> tuple[m.LatestImage | None, int, int]:
+    """The newest available build (or newest of any state if none is available yet), how many builds are
+    newer than the one ``described`` (all of them if none was), and how many builds the pipeline has."""
     images = aws_findings.pipeline_images(client, pipeline_arn)
     if not images:
-        return None, 0
+        return None, 0, 0
     available = [i for i in images if (i.get("state") or {}).get("status") == "AVAILABLE"]
     newest = max(available or images, key=_created)
     since = (described.date_created or "") if described else None
     unseen = len(images) if since is None else sum(1 for i in images if _created(i) > since)
-    return _image_details(client, registry, str(newest["arn"])), unseen
+    return _image_details(client, registry, str(newest["arn"])), unseen, len(images)
 
 
 def _created(image: dict[str, Any]) -> str:
