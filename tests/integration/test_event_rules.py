@@ -16,7 +16,6 @@ moto server neither receive these events nor send theirs here; matching does not
 
 from __future__ import annotations
 
-import datetime
 import json
 import pathlib
 import uuid
@@ -25,8 +24,8 @@ from typing import Any
 
 import boto3
 import pytest
-from cfnlint import decode as cfnlint_decode
 
+from tests.support import eventbridge
 from tests.support.moto import Moto
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -87,14 +86,6 @@ UNWANTED = {
 }
 
 
-def _template_resources() -> dict[str, Any]:
-    """The template's resources as CloudFormation reads it (cfn-lint's loader knows !GetAtt, !Ref, !If …)."""
-    template, problems = cfnlint_decode.decode(str(TEMPLATE_PATH))
-    assert not problems and template is not None, [str(problem) for problem in problems]
-    resources: dict[str, Any] = json.loads(json.dumps(template["Resources"]))
-    return resources
-
-
 def _attribute(value: object) -> str:
     """A CloudFormation property value as the SQS API's attribute string ("true", not "True")."""
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -110,31 +101,6 @@ def _create_queues(sqs: Any, resources: dict[str, Any], suffix: str) -> tuple[st
     attributes["RedrivePolicy"] = json.dumps(redrive)
     queue_url = sqs.create_queue(QueueName=f"imagescan-events-{suffix}", Attributes=attributes)["QueueUrl"]
     return queue_url, dlq_url
-
-
-def _create_rules(events: Any, resources: dict[str, Any], bus: str, queue_arn: str) -> list[str]:
-    names = []
-    for logical_id, resource in resources.items():
-        if resource["Type"] != "AWS::Events::Rule":
-            continue
-        pattern = json.dumps(resource["Properties"]["EventPattern"])
-        events.put_rule(Name=logical_id, EventBusName=bus, EventPattern=pattern, State="ENABLED")
-        events.put_targets(Rule=logical_id, EventBusName=bus, Targets=[{"Id": "imagescan-queue", "Arn": queue_arn}])
-        names.append(logical_id)
-    return names
-
-
-def _entry(event: dict[str, Any], bus: str) -> dict[str, Any]:
-    """A PutEvents entry carrying the event's source, detail-type, resources, time and detail."""
-    time = datetime.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
-    return {"Source": event["source"], "DetailType": event["detail-type"], "Detail": json.dumps(event["detail"]),
-            "Resources": event["resources"], "Time": time, "EventBusName": bus}
-
-
-def _put(events: Any, entries: list[dict[str, Any]]) -> None:
-    for start in range(0, len(entries), 10):
-        answer = events.put_events(Entries=entries[start:start + 10])
-        assert answer["FailedEntryCount"] == 0, answer["Entries"]
 
 
 def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
@@ -160,18 +126,18 @@ class Intake:
                                         aws_access_key_id="testing", aws_secret_access_key="testing")
         suffix = uuid.uuid4().hex[:8]
         self.bus = f"imagescan-test-{suffix}"
-        resources = _template_resources()
+        resources = eventbridge.template_resources()
         self.queue_url, self.dlq_url = _create_queues(self.sqs, resources, suffix)
         queue_arn = self._arn(self.queue_url)
         self.events.create_event_bus(Name=self.bus)
-        self.rules = _create_rules(self.events, resources, self.bus, queue_arn)
+        self.rules = eventbridge.create_rules(self.events, resources, self.bus, queue_arn)
 
     def _arn(self, url: str) -> str:
         arn: str = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return arn
 
     def deliver(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        _put(self.events, [_entry(event, self.bus) for event in events])
+        eventbridge.put(self.events, [eventbridge.entry(event, self.bus) for event in events])
         return _drain(self.sqs, self.queue_url)
 
     def close(self) -> None:
@@ -227,7 +193,7 @@ def test_a_message_received_five_times_without_delete_goes_to_the_dead_letter_qu
     """What the operator relies on for a message whose handling keeps failing: it comes back after the
     visibility timeout (here cut to 0 per receive) and after 5 receives it is in the dead-letter queue."""
     event = _sample("imagebuilder-image-state-change.json")
-    _put(intake.events, [_entry(event, intake.bus)])
+    eventbridge.put(intake.events, [eventbridge.entry(event, intake.bus)])
     for _ in range(5):
         answer = intake.sqs.receive_message(QueueUrl=intake.queue_url, VisibilityTimeout=0, WaitTimeSeconds=0)
         assert len(answer.get("Messages", [])) == 1

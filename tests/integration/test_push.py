@@ -28,6 +28,7 @@ from imagescan.handlers import runtime
 from imagescan.reconcile import schedule
 from tests.integration import harness
 from tests.integration.harness import wait_for
+from tests.support import eventbridge
 from tests.support.fixtures import Cluster
 from tests.support.moto import Moto
 
@@ -118,6 +119,36 @@ def test_changed_findings_of_the_same_build_show_within_seconds(
              timeout=FRESH_WITHIN, what="the new counts")
     assert _latest(pipelines, "api")["severityCounts"]["medium"] == 5
     assert _latest(pipelines, "api")["arn"] == image
+
+
+def test_an_event_through_eventbridge_and_the_deployed_rules_reaches_status(
+        emulator: server.Emulator, pipelines: harness.Pipelines, operator: runner.InThread,
+        moto_server: Moto, queue_url: str) -> None:
+    """The whole chain: Image Builder's event put on a bus whose rules are the template's (moto's EventBridge
+    matches them), delivered by the rule's SQS target, read by the operator."""
+    _ready_pipeline(emulator, pipelines, "web")
+    wait_for(lambda: _intake_up(operator), what="the intake reading the queue")
+    image = _latest(pipelines, "web")["arn"]
+    emulator.stop_events()  # this time AWS's event goes through EventBridge, not straight into the queue
+    counts = emulator.world.set_findings(image, {"CRITICAL": 5, "HIGH": 1})
+
+    events = boto3.client("events", region_name=REGION, endpoint_url=moto_server.url,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    bus = f"imagescan-push-{uuid.uuid4().hex[:8]}"
+    events.create_event_bus(Name=bus)
+    queue_arn = _sqs(moto_server).get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    try:
+        eventbridge.create_rules(events, eventbridge.template_resources(), bus, queue_arn)
+        cve = emulated_events.cve_detected(emulator.world.image(image) or {}, counts)
+        eventbridge.put(events, [eventbridge.entry(cve, bus)])
+        wait_for(lambda: _latest(pipelines, "web").get("severityCounts", {}).get("critical") == 5,
+                 timeout=FRESH_WITHIN, what="the counts the event announced")
+    finally:
+        for rule in events.list_rules(EventBusName=bus)["Rules"]:
+            events.remove_targets(Rule=rule["Name"], EventBusName=bus, Ids=["imagescan-queue"])
+            events.delete_rule(Name=rule["Name"], EventBusName=bus)
+        events.delete_event_bus(Name=bus)
 
 
 def test_a_burst_of_1000_events_for_100_pipelines_is_one_refresh_each(
