@@ -102,7 +102,7 @@ class Metrics:
         self.events_queue_up = prometheus_client.Gauge(
             "imagescan_events_queue_up", "1 while the events queue answers (push intake healthy: periodic reads "
             "run on the safety-net interval), 0 while it fails (intake backs off; objects poll on their own "
-            "intervals)", registry=self.registry,
+            "intervals); absent without push intake", ["queue"], registry=self.registry,
         )
         self.events_lag_seconds = prometheus_client.Histogram(
             "imagescan_events_lag_seconds", "From an event's time (as AWS stamped it, whole seconds) to the intake "

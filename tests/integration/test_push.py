@@ -84,8 +84,14 @@ def _ready_pipeline(emulator: server.Emulator, pipelines: harness.Pipelines, nam
     return arn
 
 
+def _queue_up(operator: runner.InThread) -> float | None:
+    events = operator.config.events
+    assert events is not None
+    return operator.metrics.registry.get_sample_value("imagescan_events_queue_up", {"queue": events.queue_url})
+
+
 def _intake_up(operator: runner.InThread) -> bool:
-    return operator.metrics.registry.get_sample_value("imagescan_events_queue_up") == 1.0
+    return _queue_up(operator) == 1.0
 
 
 def test_a_new_build_with_new_criticals_shows_in_status_within_seconds(
@@ -235,7 +241,7 @@ def test_a_queue_that_is_down_means_polling_until_it_answers_again(
     pipelines = harness.Pipelines(cluster_client, cluster.namespace)
     with runner.InThread(config) as running:
         arn = _ready_pipeline(emulator, pipelines, "web")
-        assert running.metrics.registry.get_sample_value("imagescan_events_queue_up") == 0.0
+        assert _queue_up(running) == 0.0
         sqs = _sqs(moto_server)
         url = sqs.create_queue(QueueName=missing.rsplit("/", 1)[1])["QueueUrl"]
         emulator.send_events_to(url, endpoint_url=moto_server.url, region=REGION)

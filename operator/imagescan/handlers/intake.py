@@ -78,7 +78,11 @@ class Intake:
         try:
             await self._check_queue()
             while True:
-                await self.poll_once()
+                try:
+                    await self.poll_once()
+                except Exception as exc:  # a bug must not end intake for the operator's lifetime
+                    logger.exception("events intake failed unexpectedly; retrying")
+                    await self._back_off(errors.AwsError(f"{type(exc).__name__}: {exc}"))
         finally:
             self._thread.shutdown(wait=False, cancel_futures=True)
 
@@ -167,7 +171,7 @@ class Intake:
             logger.info("events queue answers again after %d failed attempt(s)", self._failures)
         self._failures = 0
         self.shared.push_healthy = True
-        self.shared.metrics.events_queue_up.set(1)
+        self.shared.metrics.events_queue_up.labels(queue=self.queue_url).set(1)
 
     async def _back_off(self, exc: errors.AwsError) -> None:
         self._failures += 1
@@ -176,7 +180,7 @@ class Intake:
             logger.warning("events queue %s failed: %s; polling AWS on each object's own intervals (%d brought "
                            "forward) until it answers", self.queue_url, exc.message, moved)
         self.shared.push_healthy = False
-        self.shared.metrics.events_queue_up.set(0)
+        self.shared.metrics.events_queue_up.labels(queue=self.queue_url).set(0)
         await asyncio.sleep(schedule.backoff(self._failures, RETRY_CAP, self._rng))
 
     def _lag(self, stamped: str) -> float | None:
