@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from botocore.retries import adaptive, bucket, throttling
+
 THROTTLING_CODES = frozenset({"CallRateLimitExceededException", "ThrottlingException", "TooManyRequestsException"})
 
 
@@ -63,9 +65,57 @@ def _operation(event_name: str) -> str:
     return event_name.rsplit(".", 1)[-1] if event_name.count(".") >= 2 else ""
 
 
+class RateLimiters:
+    """botocore's adaptive-mode client rate limiter (a CUBIC send rate over a token bucket), one per operation.
+
+    botocore engages it only for the throttling errors it knows, which leave out Image Builder's
+    ``CallRateLimitExceededException``, and keeps one per client while AWS's quotas are per operation. Here each
+    operation gets its own, engaged by any of ``THROTTLING_CODES``: after the first throttle, calls of that
+    operation are paced at the rate AWS accepted (probing upwards as CUBIC does), instead of being sent in
+    bursts that mostly bounce. Until then it costs nothing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._limiters: dict[str, adaptive.ClientRateLimiter] = {}
+
+    def before_send(self, event_name: str = "", request: Any = None, **_: Any) -> None:
+        self._limiter(_operation(event_name)).on_sending_request(request)
+
+    def after_response(self, event_name: str = "", **kwargs: Any) -> None:
+        """A ``needs-retry`` hook that only observes (returns None): every attempt's answer adjusts the rate."""
+        kwargs.pop("attempts", None)
+        self._limiter(_operation(event_name)).on_receiving_response(**kwargs)
+
+    def _limiter(self, operation: str) -> adaptive.ClientRateLimiter:
+        with self._lock:
+            found = self._limiters.get(operation)
+            if found is None:
+                clock = bucket.Clock()
+                found = adaptive.ClientRateLimiter(
+                    rate_adjustor=throttling.CubicCalculator(starting_max_rate=0, start_time=clock.current_time()),
+                    rate_clocker=adaptive.RateClocker(clock),
+                    token_bucket=bucket.TokenBucket(max_rate=1, clock=clock),
+                    throttling_detector=_AnyThrottling(), clock=clock,
+                )
+                self._limiters[operation] = found
+            return found
+
+
+class _AnyThrottling:
+    """What botocore's limiter asks of a throttling detector, answering for every code we treat as throttling."""
+
+    def is_throttling_error(self, response: Any = None, **_: Any) -> bool:
+        parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else {}
+        return (parsed or {}).get("Error", {}).get("Code") in THROTTLING_CODES
+
+
 def install(client: Any, gate: ThrottleGate) -> None:
-    """Hook the gate into a boto3 client's event system, so paginators are covered too."""
+    """Hook the gate and the per-operation rate limiters into a boto3 client's event system, so paginators
+    are covered too."""
     service = client.meta.service_model.endpoint_prefix
     events = client.meta.events
+    limiters = RateLimiters()
+    events.register(f"before-send.{service}", limiters.before_send)
+    events.register(f"needs-retry.{service}", limiters.after_response)
     events.register(f"needs-retry.{service}", gate.needs_retry)
     events.register(f"before-send.{service}", gate.wait)
