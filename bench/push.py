@@ -95,7 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--settle", type=float, default=SETTLE_S, help="seconds after each freshness phase "
                         "before its calls are read")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting for Ready after this")
-    parser.add_argument("--no-poll", action="store_true", help="skip the poll-mode run")
+    parser.add_argument("--lead-in", default="0s", help="wait this long (after the freshness samples, in push "
+                        "mode) before the window starts, e.g. 15m to count from the periodic regime on")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--no-poll", action="store_true", help="skip the poll-mode run")
+    modes.add_argument("--no-push", action="store_true", help="skip the push-mode run")
     parser.add_argument("--seed", type=int, default=11, help="picks the sampled pipelines")
     parser.add_argument("--json", type=pathlib.Path, help="also write the results here")
     parser.add_argument("--operator-log", type=pathlib.Path, help="append the processes' output here")
@@ -109,13 +113,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     window = imagepipeline.parse_duration(args.window)
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "pipelines": args.pipelines, "samples": args.samples,
-        "window_s": window, "latency_ms": args.latency_ms, "workers": args.workers, "tick": args.tick,
+        "window_s": window, "lead_in_s": imagepipeline.parse_duration(args.lead_in),
+        "latency_ms": args.latency_ms, "workers": args.workers, "tick": args.tick,
         "cpus": os.cpu_count(), "spec": "defaults (resyncInterval 10m, findings.refreshInterval 15m)",
         "safety_net": "6h (default)",
     }
-    results["push"] = measure(args, window, push=True)
+    if not args.no_push:
+        results["push"] = measure(args, window, push=True)
     if not args.no_poll:
         results["poll"] = measure(args, window, push=False)
+    if "push" in results and "poll" in results:
         push_rate = results["push"]["steady"]["aws_calls_per_pipeline_per_hour"]
         poll_rate = results["poll"]["steady"]["aws_calls_per_pipeline_per_hour"]
         results["push_vs_poll_calls"] = round(push_rate / poll_rate, 4) if poll_rate else None
@@ -139,6 +146,7 @@ def measure(args: argparse.Namespace, window: float, *, push: bool) -> dict[str,
             # that tick waits for it. Objects of interest have existed for longer; so must the sampled ones.
             time.sleep(args.tick + 2.0)
             out["freshness"] = freshness(args, api, emu, operator)
+        time.sleep(imagepipeline.parse_duration(args.lead_in))
         out["steady"] = steady_state(args, window, emu, operator)
         if push:
             out["events"] = emu.control("GET", "events")
@@ -414,39 +422,51 @@ def steady_state(args: argparse.Namespace, window: float, emu: scale.RemoteEmula
 def complete(results: dict[str, Any], args: argparse.Namespace) -> bool:
     """Every object Ready in each mode, and every freshness sample seen."""
     modes = [results[mode] for mode in ("push", "poll") if mode in results]
-    fresh = results["push"]["freshness"]
+    fresh = results["push"]["freshness"] if "push" in results else None
     return (all(mode["ready"] == args.pipelines for mode in modes)
-            and fresh["new_build"]["missed"] == fresh["changed_findings"]["missed"] == 0)
+            and (fresh is None or fresh["new_build"]["missed"] == fresh["changed_findings"]["missed"] == 0))
 
 
 def report(results: dict[str, Any]) -> str:
-    push, poll = results["push"], results.get("poll")
-    fresh = push["freshness"]
+    push, poll = results.get("push"), results.get("poll")
     lines = [f"{results['pipelines']} pipelines, {results['latency_ms']} ms AWS latency, tick {results['tick']} s, "
-             f"spec intervals at their defaults; {fresh['pipelines_sampled']} freshness samples of each kind; "
-             f"steady-state window {results['window_s']:.0f} s", "",
-             "| figure | push | poll |", "|---|---|---|"]
-    for kind in ("new_build", "changed_findings"):
-        figures = fresh[kind]
-        lines.append(f"| freshness, {kind.replace('_', ' ')}: p50 / p99 / max (s) | {figures['p50_s']} / "
-                     f"{figures['p99_s']} / {figures['max_s']} | - |")
-        lines.append(f"| AWS calls per {kind.replace('_', ' ')} event | {figures['aws_calls_per_event']} | - |")
-    lines += _steady_rows(push["steady"], poll["steady"] if poll else None)
-    lines.append(f"| seconds to all Ready | {push['seconds_to_all_ready']} | {_get(poll, 'seconds_to_all_ready')} |")
+             f"spec intervals at their defaults; {results['samples']} freshness samples of each kind; "
+             f"steady-state window {results['window_s']:.0f} s after a lead-in of {results['lead_in_s']:.0f} s",
+             "", "| figure | push | poll |", "|---|---|---|"]
+    if push is not None:
+        lines += _freshness_rows(push["freshness"])
+    lines += _steady_rows(_get(push, "steady"), _get(poll, "steady"))
+    lines.append(f"| seconds to all Ready | {_cell(push, 'seconds_to_all_ready')} | "
+                 f"{_cell(poll, 'seconds_to_all_ready')} |")
     return "\n".join(lines)
 
 
-def _steady_rows(push: dict[str, Any], poll: dict[str, Any] | None) -> list[str]:
+def _freshness_rows(fresh: dict[str, Any]) -> list[str]:
+    rows = []
+    for kind in ("new_build", "changed_findings"):
+        figures, label = fresh[kind], kind.replace("_", " ")
+        rows.append(f"| freshness, {label}: p50 / p99 / max (s) | {figures['p50_s']} / {figures['p99_s']} / "
+                    f"{figures['max_s']} | - |")
+        rows.append(f"| AWS calls per {label} event | {figures['aws_calls_per_event']} | - |")
+    return rows
+
+
+def _steady_rows(push: dict[str, Any] | None, poll: dict[str, Any] | None) -> list[str]:
     rows = [("AWS calls per pipeline per hour, steady state", "aws_calls_per_pipeline_per_hour"),
             ("resyncs per pipeline in the window", "resyncs_per_pipeline"),
             ("SQS calls per hour (whole operator)", "sqs_calls_per_hour"),
             ("SQS calls per pipeline per hour", "sqs_calls_per_pipeline_per_hour"),
             ("operator CPU in the window (s)", "operator_cpu_s")]
-    return [f"| {label} | {push[key]} | {_get(poll, key)} |" for label, key in rows]
+    return [f"| {label} | {_cell(push, key)} | {_cell(poll, key)} |" for label, key in rows]
 
 
 def _get(figures: dict[str, Any] | None, key: str) -> Any:
-    return "-" if figures is None else figures.get(key, "-")
+    return None if figures is None else figures.get(key)
+
+
+def _cell(figures: dict[str, Any] | None, key: str) -> Any:
+    value = _get(figures, key)
+    return "-" if value is None else value
 
 
 def summarize(runs: list[dict[str, Any]]) -> str:
