@@ -27,9 +27,13 @@ the safety net at its 6h default):
 - poll mode: the same set-up and window with the operator run without --events-queue-url.
 
 A window shorter than the resync interval (10m) sees no resync at all and says nothing; the window used is in
-the results. Objects created together resync together, so a window sees whole cycles only when it is a multiple
-of the cycle (resync 10m, findings 15m: attempts at 10, 15, 25 and 30 minutes, then again): the default 20m sees
-the 10- and 15-minute attempts of every object, not the 25-minute one.
+the results. Objects created together resync together, so where a window starts matters: at the defaults an
+object is read at 10 and 15 minutes after its creation, then every 15 minutes twice (a resync, and a findings
+refresh that also reads the pipeline: 25, 30, 40, 45 …). The default 20m window right after all-Ready sees the
+first two; ``--lead-in 15m --window 30m`` counts two whole periods of the regime that follows. Push mode's periodic
+reads run on the safety net (6h), which no window of minutes sees; ``--safety-net 20m`` (the operator's
+--events-safety-net; shorter than the spec's own intervals it changes nothing) with ``--samples 0`` shows what one
+safety-net period costs, in a window of a few periods.
 
 Results go to stdout as a table and, with --json, to a file; ``--summarize a.json b.json c.json`` prints medians.
 Times are wall-clock and the machine's load average is recorded with each phase.
@@ -95,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--settle", type=float, default=SETTLE_S, help="seconds after each freshness phase "
                         "before its calls are read")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting for Ready after this")
+    parser.add_argument("--safety-net", help="the operator's --events-safety-net (default: not passed, so its "
+                        "6h); shorter, to see in a window of minutes what the safety net costs per period")
     parser.add_argument("--lead-in", default="0s", help="wait this long (after the freshness samples, in push "
                         "mode) before the window starts, e.g. 15m to count from the periodic regime on")
     modes = parser.add_mutually_exclusive_group()
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "window_s": window, "lead_in_s": imagepipeline.parse_duration(args.lead_in),
         "latency_ms": args.latency_ms, "workers": args.workers, "tick": args.tick,
         "cpus": os.cpu_count(), "spec": "defaults (resyncInterval 10m, findings.refreshInterval 15m)",
-        "safety_net": "6h (default)",
+        "safety_net": args.safety_net or "6h (default)",
     }
     if not args.no_push:
         results["push"] = measure(args, window, push=True)
@@ -141,7 +147,7 @@ def measure(args: argparse.Namespace, window: float, *, push: bool) -> dict[str,
         warm_up(args, api, emu, operator, push=push)
         seconds = create_and_wait(args, api)
         out: dict[str, Any] = {"ready": len(ready_pipelines(api)), "seconds_to_all_ready": round(seconds, 2)}
-        if push:
+        if push and args.samples > 0:
             # A new object's timer first runs a tick after its creation (kopf's initial_delay): an event in
             # that tick waits for it. Objects of interest have existed for longer; so must the sampled ones.
             time.sleep(args.tick + 2.0)
@@ -207,6 +213,7 @@ class Operator:
                    "--http-port", str(port), "--http-addr", "127.0.0.1", "--region", REGION]
         if queue_url and moto_url:
             command += ["--events-queue-url", queue_url, "--sqs-endpoint-url", moto_url]
+            command += ["--events-safety-net", args.safety_net] if args.safety_net else []
         env = {**os.environ, "KUBECONFIG": kubeconfig, "AWS_ACCESS_KEY_ID": "bench",
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": REGION}
         with _log(args.operator_log) as log:
@@ -422,7 +429,7 @@ def steady_state(args: argparse.Namespace, window: float, emu: scale.RemoteEmula
 def complete(results: dict[str, Any], args: argparse.Namespace) -> bool:
     """Every object Ready in each mode, and every freshness sample seen."""
     modes = [results[mode] for mode in ("push", "poll") if mode in results]
-    fresh = results["push"]["freshness"] if "push" in results else None
+    fresh = results.get("push", {}).get("freshness")
     return (all(mode["ready"] == args.pipelines for mode in modes)
             and (fresh is None or fresh["new_build"]["missed"] == fresh["changed_findings"]["missed"] == 0))
 
@@ -433,7 +440,7 @@ def report(results: dict[str, Any]) -> str:
              f"spec intervals at their defaults; {results['samples']} freshness samples of each kind; "
              f"steady-state window {results['window_s']:.0f} s after a lead-in of {results['lead_in_s']:.0f} s",
              "", "| figure | push | poll |", "|---|---|---|"]
-    if push is not None:
+    if push is not None and "freshness" in push:
         lines += _freshness_rows(push["freshness"])
     lines += _steady_rows(_get(push, "steady"), _get(poll, "steady"))
     lines.append(f"| seconds to all Ready | {_cell(push, 'seconds_to_all_ready')} | "
