@@ -111,7 +111,9 @@ class _AnyThrottling:
 
 def install(client: Any, gate: ThrottleGate) -> None:
     """Hook the gate and the per-operation rate limiters into a boto3 client's event system, so paginators
-    are covered too."""
+    are covered too. Both, because they do different things: the limiters pace sends once AWS has throttled
+    (measured: 0.61 -> 0.91 of the quota floor's speed), the gate retries the throttled call itself, which
+    botocore does not for Image Builder."""
     service = client.meta.service_model.endpoint_prefix
     events = client.meta.events
     limiters = RateLimiters()

@@ -82,6 +82,7 @@ async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs
     try:
         spec = m.ImagePipelineSpec.model_validate(dict(body.spec))
     except pydantic.ValidationError:
+        shared.forget(uid)
         return  # never reconciled, so nothing of ours is in AWS
     if not status_.acts_on_delete(spec.deletion_policy, spec.management_policy, body.meta.annotations):
         shared.forget(uid)
@@ -201,9 +202,12 @@ def _reschedule(
     """Tell the schedule how it went: the only thing that decides when the timer reconciles again. Returns
     the delay until the next attempt."""
     if outcome.error is None:
+        latest = outcome.status.findings.latest_image if outcome.status.findings else None
+        # A scan still running ends without an event for many builds (no CVE found): poll it on its own intervals.
+        safety_net = None if pipeline.scanning(latest) else shared.safety_net()
         return shared.schedule.succeeded(
             uid, resync=spec.resync_seconds, refresh=spec.refresh_seconds,
-            findings_refreshed=outcome.findings_refreshed, safety_net=shared.safety_net(), started=started,
+            findings_refreshed=outcome.findings_refreshed, safety_net=safety_net, started=started,
         )
     return shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=spec.resync_seconds)
 

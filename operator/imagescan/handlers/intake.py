@@ -33,16 +33,16 @@ from imagescan.reconcile import events, schedule
 
 logger = logging.getLogger(__name__)
 TASK = "events_intake"
-RETRY_CAP = 300.0
-DRAIN_SECONDS = 20.0
+DRAIN_SECONDS = queue.VISIBILITY_SECONDS / 3
 """A poll that returns a full batch keeps reading (without waiting) for up to this long before it notifies: a
 backlog (a burst of events, or what queued while the operator was away) is one notification per object, not
-one per batch. Well within the messages' visibility timeout, so none returns while it is being handled."""
+one per batch. A third of the messages' visibility timeout, leaving the rest for handling and deleting them
+before any returns."""
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
+    """Start with kopf; lifecycle.close stops it (``stop``) before the AWS clients it uses are closed."""
     kopf.on.startup(registry=registry, id="events-intake")(start)
-    kopf.on.cleanup(registry=registry, id="events-intake-stop")(stop)
 
 
 async def start(memo: kopf.Memo, **_: Any) -> None:
@@ -53,7 +53,7 @@ async def start(memo: kopf.Memo, **_: Any) -> None:
     memo[TASK] = asyncio.create_task(intake.run(), name=TASK)
 
 
-async def stop(memo: kopf.Memo, **_: Any) -> None:
+async def stop(memo: kopf.Memo) -> None:
     task: asyncio.Task[None] | None = memo.get(TASK)
     if task is not None:
         task.cancel()
@@ -94,16 +94,16 @@ class Intake:
         except errors.AwsError as exc:
             await self._back_off(exc)
             return 0
-        self._healthy()
         handled = [message for message in messages if self._handle(message)]
         if handled:
             try:
                 failed = await self._call(queue.delete, self._client, self.queue_url, handled)
-            except errors.AwsError as exc:
+            except errors.AwsError as exc:  # e.g. no sqs:DeleteMessage: not healthy, or the back-off never grows
                 await self._back_off(exc)
                 return len(handled)
             if failed:
                 logger.warning("events queue: %d message(s) not deleted; they will be handled again", len(failed))
+        self._healthy()
         return len(handled)
 
     async def _drain(self) -> list[queue.Message]:
@@ -161,6 +161,7 @@ class Intake:
                                "cannot handle returns until the queue's retention period ends", self.queue_url)
             logger.info("events queue %s: reading (safety-net interval %.0fs while it answers)", self.queue_url,
                         self.shared.config.events.safety_net if self.shared.config.events else 0)
+            self._healthy()  # it answered: the resume reconciles at start may already use the safety net
             return
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -181,7 +182,7 @@ class Intake:
                            "forward) until it answers", self.queue_url, exc.message, moved)
         self.shared.push_healthy = False
         self.shared.metrics.events_queue_up.labels(queue=self.queue_url).set(0)
-        await asyncio.sleep(schedule.backoff(self._failures, RETRY_CAP, self._rng))
+        await asyncio.sleep(schedule.backoff(self._failures, schedule.BACKOFF_CAP, self._rng))
 
     def _lag(self, stamped: str) -> float | None:
         try:

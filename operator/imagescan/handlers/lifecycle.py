@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from imagescan import GROUP
-from imagescan.handlers import runtime
+from imagescan.handlers import intake, runtime
 
 KOPF_PREFIX = f"operator.{GROUP}"
 
@@ -42,6 +42,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    await intake.stop(memo)  # first: it polls with the clients closed below
     shared: runtime.Runtime | None = getattr(memo, "runtime", None)
     if shared is not None:
         shared.close()

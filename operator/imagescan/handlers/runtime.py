@@ -108,8 +108,11 @@ class Runtime:
     async def pause(self, uid: str, stopped: Any, tick: float) -> None:
         """What the resync timer waits for between due-checks: until the object is due, it is woken, the timer is
         stopped, or ``tick`` passes, whichever is first. Not at all if it is due and nobody is reconciling it."""
+        if stopped:
+            return
         until = self.schedule.next_attempt(uid)
-        busy = self.lock(uid).locked()
+        lock = self._locks.get(uid)
+        busy = lock is not None and lock.locked()
         timeout = tick if until is None or busy else min(tick, max(0.0, until))
         if timeout <= 0:
             return

@@ -65,10 +65,6 @@ class Change:
     repositories: frozenset[str] = frozenset()
     """ECR repository names (without registry), in the event's account and region."""
 
-    @property
-    def empty(self) -> bool:
-        return not (self.pipelines or self.images or self.amis or self.digests or self.repositories)
-
 
 def parse(body: str) -> Change:
     """The change an SQS message body (an EventBridge envelope, as a rule's SQS target delivers it) reports."""

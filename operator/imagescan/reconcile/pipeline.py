@@ -346,7 +346,7 @@ def _refresh_findings(
         latest = _image_details(client, registry, latest.arn)
     scope = _scope(client, buckets, request, target, latest, unseen, started, sole_build=builds == 1)
     counts = findings.refresh_counts(scope, buckets)
-    if latest is not None and not _scanning(latest):
+    if latest is not None and not scanning(latest):
         buckets.note_settled(target.arn, latest.arn, scope.all_settled_at)
     if latest is not None and counts.image is not None:
         latest = latest.model_copy(update={"severity_counts": counts.image})
@@ -383,7 +383,7 @@ def _settled_by(previous: m.FindingsStatus | None, remembered: float | None) -> 
     if its latest build's scan had finished; None if unknown. A build first seen now, or still being
     scanned, settled at best when this refresh started: AWS's dateCreated is when the build started, long
     before its scan ends."""
-    if previous is None or previous.last_refreshed is None or _scanning(previous.latest_image):
+    if previous is None or previous.last_refreshed is None or scanning(previous.latest_image):
         return None
     if remembered is not None:
         return remembered
@@ -392,10 +392,11 @@ def _settled_by(previous: m.FindingsStatus | None, remembered: float | None) -> 
 
 
 def _same_settled_build(described: m.LatestImage | None, latest: m.LatestImage | None) -> bool:
-    return described is not None and latest is not None and described.arn == latest.arn and not _scanning(latest)
+    return described is not None and latest is not None and described.arn == latest.arn and not scanning(latest)
 
 
-def _scanning(image: m.LatestImage | None) -> bool:
+def scanning(image: m.LatestImage | None) -> bool:
+    """Whether the build's scan is still running (its findings are not complete yet)."""
     return image is not None and image.scan_state in TRANSIENT_SCAN_STATES
 
 

@@ -19,8 +19,10 @@ because a person asked; they do not consult the schedule):
   shortens a back-off or re-reads a Stalled object early: the attempt that comes anyway refreshes findings.
 
 With push intake healthy, a success is scheduled on the ``safety_net`` interval (when it is longer than the
-object's own): events carry the changes, the periodic reads only catch what they might miss. When intake
-fails, ``poll_again`` brings every object back to its own intervals, counted from its last success.
+object's own): events carry the changes, the periodic reads only catch what they might miss. Not an object's
+first success (create, or resume after a restart): events that came meanwhile could not be matched to it yet,
+so its first period is on its own intervals. When intake fails, ``poll_again`` brings every object back to its
+own intervals, counted from its last success and spread over one resync.
 
 A pending findings refresh never shortens a back-off: it is served by the next attempt, whenever that is.
 Kept in memory, per object: after a restart kopf's resume handlers reconcile everything once, which is the
@@ -117,8 +119,13 @@ class Schedule:
         ``safety_net``: push intake is healthy, so neither interval is shorter than it. ``started``: when the
         attempt began; events notified after it are still pending (the attempt may have read AWS before them)."""
         with self._lock:
+            first = uid not in self._entries or not self._entries[uid].last_success
             entry = self._entries.setdefault(uid, Entry())
             now = self._clock()
+            if first:
+                # Events that came while the first reconcile ran could not be matched to the object yet: one
+                # period on its own intervals catches what they reported.
+                safety_net = None
             entry.failures = 0
             entry.stalled = False
             entry.last_success = now
@@ -185,16 +192,22 @@ class Schedule:
 
     def poll_again(self) -> int:
         """Push intake stopped working: every object scheduled on the safety net is due again on its own
-        intervals, counted from its last success. Returns how many were brought forward."""
+        intervals, counted from its last success, and those already overdue are spread over one resync rather
+        than read all at once. A back-off or a Stalled object keeps its time. Returns how many were moved."""
         with self._lock:
+            now = self._clock()
             moved = 0
             for entry in self._entries.values():
                 if entry.poll is None:
                     continue
                 resync, refresh = entry.poll
                 entry.poll = None
-                entry.next_findings = min(entry.next_findings, entry.last_findings + self._jitter(refresh))
-                entry.next_attempt = min(entry.next_attempt, entry.last_success + self._jitter(resync),
+                if entry.failures or entry.stalled:
+                    continue
+                spread = now + self._rng.uniform(0, resync)
+                entry.next_findings = min(entry.next_findings,
+                                          max(entry.last_findings + self._jitter(refresh), spread))
+                entry.next_attempt = min(entry.next_attempt, max(entry.last_success + self._jitter(resync), spread),
                                          entry.next_findings)
                 moved += 1
             return moved

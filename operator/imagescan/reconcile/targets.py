@@ -57,9 +57,6 @@ class Targets:
                 found = set(self._index.get(f"imageless={scope}", ()))
             return found
 
-    def __len__(self) -> int:
-        return len(self._keys)
-
     def _drop(self, key: str, uid: str) -> None:
         holders = self._index.get(key)
         if holders is not None:
