@@ -37,7 +37,8 @@ class Config:
     aws: aws_clients.Settings = dataclasses.field(default_factory=aws_clients.Settings)
     tick: float = 10.0
     """How often each object's timer asks the schedule whether it is due (resync, findings refresh or a retry
-    after a failure), in seconds. The schedule alone decides when; the tick only rounds a shorter delay up."""
+    after a failure), in seconds, at the least: the timer waits until the schedule's time (or an event wakes it),
+and no longer than a tick. The schedule alone decides when."""
     namespaces: tuple[str, ...] = ()
     clusterwide: bool = False
     http: probes.Settings | None = None

@@ -11,8 +11,8 @@ because a person asked; they do not consult the schedule):
 - Terminal failure (Stalled): the next resync, as the spec or AWS must change first;
 - settling (AWS is still on its way, e.g. Inspector ENABLING): the back-off steps, without counting as a
   failure anywhere else;
-- woken: an object waiting on another (a pipeline on an InspectorActivation) is due at the next tick once
-  that other object reports what it waited for;
+- woken: an object waiting on another (a pipeline on an InspectorActivation) is due at once when that other
+  object reports what it waited for;
 - notified: AWS pushed an event about the object (EventBridge, through the events queue): findings are due,
   and the object is due once its events have gone quiet for ``EVENT_QUIET`` seconds, at most
   ``EVENT_MAX_WAIT`` after the first of them, so a burst of events is one refresh. A notification never
@@ -26,7 +26,7 @@ own intervals, counted from its last success and spread over one resync.
 
 A pending findings refresh never shortens a back-off: it is served by the next attempt, whenever that is.
 Kept in memory, per object: after a restart kopf's resume handlers reconcile everything once, which is the
-right thing anyway. The timer asks ``due`` once per tick, so a delay shorter than the tick waits for the tick.
+right thing anyway. The timer waits until ``next_attempt`` (or until woken), asking ``due`` at least once per tick.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Schedule:
         return self.failed(uid, terminal=False, resync=resync)
 
     def wake(self, uid: str) -> None:
-        """Make an object due now (at its next tick), whatever it was waiting for."""
+        """Make an object due now, whatever it was waiting for."""
         with self._lock:
             entry = self._entries.get(uid)
             if entry is not None:
