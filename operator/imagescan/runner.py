@@ -35,7 +35,7 @@ from imagescan.handlers import (
 def registry(config: runtime.Config) -> kopf.OperatorRegistry:
     built = kopf.OperatorRegistry()
     lifecycle.register(built)
-    imagepipeline.register(built, tick=config.tick)
+    imagepipeline.register(built)
     findingspolicy.register(built, tick=config.tick)
     inspectoractivation.register(built, tick=config.tick)
     namespaces.register(built)

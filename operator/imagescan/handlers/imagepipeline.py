@@ -40,19 +40,26 @@ TIMER_REST = 0.5
 woken by an event, or the tick) is where the time passes; kopf's sleep cannot be woken, so it is kept short."""
 
 
-def register(registry: kopf.OperatorRegistry, tick: float) -> None:
+def register(registry: kopf.OperatorRegistry) -> None:
     for decorator, handler_id in (
         (kopf.on.create, "create"), (kopf.on.update, "update"), (kopf.on.resume, "resume"),
     ):
         decorator(*RESOURCE, registry=registry, id=handler_id)(reconcile_now)
-    kopf.timer(*RESOURCE, registry=registry, id="resync", interval=TIMER_REST, initial_delay=tick)(resync)
+    # No initial delay: the timer's first pause waits for the create or resume handler's reconcile (the schedule
+    # does not know the object before), and is then woken by the events about it, however soon they come.
+    kopf.timer(*RESOURCE, registry=registry, id="resync", interval=TIMER_REST)(resync)
     kopf.on.delete(*RESOURCE, registry=registry, id="delete")(delete)
 
 
 async def reconcile_now(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any,
 ) -> None:
-    await _reconcile(body, patch, memo, logger, kwargs, trigger=TRIGGERS.get(str(kwargs.get("reason")), "changed"))
+    shared: runtime_.Runtime = memo.runtime
+    try:
+        await _reconcile(body, patch, memo, logger, kwargs,
+                         trigger=TRIGGERS.get(str(kwargs.get("reason")), "changed"))
+    finally:
+        shared.rescheduled(body.meta.uid or "")
 
 
 async def resync(

@@ -115,25 +115,34 @@ class Runtime:
         lock = self._locks.get(uid)
         busy = lock is not None and lock.locked()
         timeout = tick if until is None or busy else min(tick, max(0.0, until))
-        if timeout <= 0:
-            return
         alarm = self._wakeups.setdefault(uid, asyncio.Event())
-        alarm.clear()
+        if timeout <= 0 or alarm.is_set():
+            # An alarm raised while the timer was not waiting (it was reconciling, or kopf's rest between two
+            # calls) is not lost: it ends this pause at once, and the caller reads the schedule again.
+            alarm.clear()
+            return
         waits = [asyncio.ensure_future(alarm.wait()), asyncio.ensure_future(stopped.wait(timeout))]
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            alarm.clear()
             for waiting in waits:
                 waiting.cancel()
 
+    def rescheduled(self, uid: str) -> None:
+        """A handler other than the object's timer reconciled it (create, update, resume): the timer, which
+        waited a whole tick while that held the object's lock, reads the schedule again (events notified
+        meanwhile are due within seconds, not at the next tick)."""
+        self._alarm(uid)
+
     def _alarm(self, uid: str) -> None:
-        alarm = self._wakeups.get(uid)
-        if alarm is not None:
-            alarm.set()
+        # Kept even when the timer has not paused yet: its first pause ends at once and reads the schedule.
+        self._wakeups.setdefault(uid, asyncio.Event()).set()
 
     def forget(self, uid: str) -> None:
-        self._alarm(uid)
-        self._wakeups.pop(uid, None)
+        alarm = self._wakeups.pop(uid, None)
+        if alarm is not None:
+            alarm.set()
         self.targets.forget(uid)
         self.inspector_waiters.release(uid)
         self._locks.pop(uid, None)
