@@ -54,8 +54,8 @@ def summarize(raw: dict[str, Any]) -> m.Finding:
     details = raw.get("packageVulnerabilityDetails") or {}
     vulnerability_id = _vulnerability_id(raw)
     packages = [_package(p) for p in details.get("vulnerablePackages") or [] if p]
-    related = [str(r) for r in details.get("relatedVulnerabilities") or []]
-    links = [str(u) for u in details.get("referenceUrls") or []]
+    related = [str(r) for r in details.get("relatedVulnerabilities") or [] if r is not None]
+    links = [str(u) for u in details.get("referenceUrls") or [] if u is not None]
     kept_links = [u for u in links if len(u) <= URL_LIMIT][: m.MAX_REFERENCE_URLS]
     cvss = _pick_cvss(details.get("cvss") or [])
     recommendation = (raw.get("remediation") or {}).get("recommendation") or {}
@@ -157,6 +157,7 @@ def _omitted(**left_out: int) -> m.Omitted | None:
 
 def _pick_cvss(scores: list[dict[str, Any]]) -> dict[str, Any]:
     """NVD's score if present (what people compare against), else the newest CVSS version given."""
+    scores = [score for score in scores if score]
     for score in scores:
         if str(score.get("source", "")).upper() == "NVD":
             return score
