@@ -130,10 +130,13 @@ class Runtime:
                 waiting.cancel()
 
     def rescheduled(self, uid: str) -> None:
-        """A handler other than the object's timer reconciled it (create, update, resume): the timer, which
-        waited a whole tick while that held the object's lock, reads the schedule again (events notified
-        meanwhile are due within seconds, not at the next tick)."""
-        self._alarm(uid)
+        """A handler other than the object's timer reconciled it (create, update, resume). The timer waits a
+        whole tick while another handler holds the object: if the object is due sooner (events notified
+        meanwhile), it wakes to read the schedule again; otherwise it is left alone (no extra timer call per
+        object in a create storm)."""
+        until = self.schedule.next_attempt(uid)
+        if until is not None and until < self.config.tick:
+            self._alarm(uid)
 
     def _alarm(self, uid: str) -> None:
         # Kept even when the timer has not paused yet: its first pause ends at once and reads the schedule.
