@@ -76,9 +76,14 @@ async def resync(
         await _reconcile(body, patch, memo, logger, kwargs, refresh_findings=due.findings, notified=due.notified,
                          trigger="event" if due.notified else "resync")
         return
+    # Not due: only PolicyCompliant may have changed (a policy judged anew). Compared with what was written
+    # without reading the last status back (16 KB of JSON per object per tick otherwise).
+    verdict = _compliance(body, kwargs.get(POLICY_INDEX), shared)
+    if shared.compliance_written(uid) == (verdict.status, verdict.reason, verdict.message):
+        return
     previous = shared.last_written(uid)
     if previous is not None:
-        judged = _with_compliance(previous, previous, body, kwargs.get(POLICY_INDEX), shared)
+        judged = _with_compliance(previous, previous, verdict)
         if judged.conditions != previous.conditions:
             shared.remember(uid, status_.replace(patch, body, judged))
 
@@ -148,7 +153,7 @@ async def _reconcile(
             status = outcome.status.model_copy(
                 update={"last_handled_reconcile_at": _echoed(body.meta.annotations.get(RECONCILE_ANNOTATION))},
             )
-            status = _with_compliance(status, previous, body, policies, shared)
+            status = _with_compliance(status, previous, _compliance(body, policies, shared))
             shared.remember(uid, status_.replace(patch, body, pipeline.fit(status)))
             shared.targets.note(uid, status)
             shared.metrics.settled(KIND, uid, status.conditions)
@@ -219,13 +224,16 @@ def _reschedule(
     return shared.schedule.failed(uid, terminal=outcome.error.terminal, resync=spec.resync_seconds)
 
 
-def _with_compliance(
-        status: m.ImagePipelineStatus, previous: m.ImagePipelineStatus, body: kopf.Body, policies: Policies | None,
-        shared: runtime_.Runtime,
-) -> m.ImagePipelineStatus:
-    """The status with its PolicyCompliant condition: what the namespace's policies last recorded."""
+def _compliance(body: kopf.Body, policies: Policies | None, shared: runtime_.Runtime) -> policy.Compliance:
+    """What the namespace's policies last recorded of this pipeline."""
     names = [name for name, _ in policies.get(body.meta.namespace, [])] if policies is not None else []
-    verdict = policy.compliance(shared.verdicts.read(body.meta.namespace, body.meta.name or "", names))
+    return policy.compliance(shared.verdicts.read(body.meta.namespace, body.meta.name or "", names))
+
+
+def _with_compliance(
+        status: m.ImagePipelineStatus, previous: m.ImagePipelineStatus, verdict: policy.Compliance,
+) -> m.ImagePipelineStatus:
+    """The status with its PolicyCompliant condition as ``verdict`` says."""
     wanted = kstatus.make(kstatus.Type.POLICY_COMPLIANT, verdict.status, verdict.reason, verdict.message,
                           status.observed_generation)
     before = [c for c in previous.conditions if c.type == kstatus.Type.POLICY_COMPLIANT]

@@ -14,6 +14,7 @@ from imagescan import probes
 from imagescan.admission import server as admission_server
 from imagescan.aws import clients as aws_clients
 from imagescan.models import imagepipeline as m
+from imagescan.models import kstatus
 from imagescan.reconcile import activation, details, findings, policy, schedule, targets
 
 T = TypeVar("T")
@@ -77,6 +78,7 @@ class Runtime:
         # a handler's body shows (kopf may hand a timer a body from before the previous patch landed).
         # Kept as compact JSON: a fifth of the memory of the parsed models.
         self._written: dict[str, bytes] = {}
+        self._compliance: dict[str, tuple[str, str, str] | None] = {}
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """boto3 blocks: run it in the pool sized with botocore's connection pool, off the event loop. In a copy
@@ -150,11 +152,20 @@ class Runtime:
         self.inspector_waiters.release(uid)
         self._locks.pop(uid, None)
         self._written.pop(uid, None)
+        self._compliance.pop(uid, None)
         self.schedule.forget(uid)
         self.metrics.forget(uid)
 
     def remember(self, uid: str, status: m.ImagePipelineStatus) -> None:
         self._written[uid] = status.model_dump_json(by_alias=True, exclude_none=True).encode()
+        self._compliance[uid] = next(
+            ((c.status, c.reason, c.message) for c in status.conditions if c.type == kstatus.Type.POLICY_COMPLIANT),
+            None,
+        )
+
+    def compliance_written(self, uid: str) -> tuple[str, str, str] | None:
+        """(status, reason, message) of the PolicyCompliant condition last written; None if none was."""
+        return self._compliance.get(uid)
 
     def last_written(self, uid: str) -> m.ImagePipelineStatus | None:
         data = self._written.get(uid)
