@@ -106,3 +106,37 @@ def test_every_response_matches_its_output_shape(world_of_everything: tuple[serv
     operations = {operation for _, operation, _ in recorder.seen}
     assert len(operations) == 11 and len(recorder.seen) > 30
     assert recorder.problems() == []
+
+
+def test_every_sqs_response_matches_its_output_shape() -> None:
+    with server.Emulator(seed=5, pipelines=0) as emu:
+        assert emu.endpoint_url
+        recorder = Recorder()
+        sqs = recorder.attach(client_as("sqs", emu.endpoint_url))
+        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 1})
+        url = sqs.create_queue(QueueName="events", Attributes={"RedrivePolicy": policy, "VisibilityTimeout": "0"},
+                               tags={"team": "imagescan"})["QueueUrl"]
+        sqs.get_queue_url(QueueName="events")
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "600"})
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        sqs.get_queue_attributes(QueueUrl=url)
+        attribute = {"kind": {"DataType": "String", "StringValue": "cve"}}
+        sqs.send_message(QueueUrl=url, MessageBody="one", MessageAttributes=attribute)
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "a", "MessageBody": "two"},
+                                                      {"Id": "b", "MessageBody": "three", "DelaySeconds": 0}])
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                       MessageAttributeNames=["All"])["Messages"]
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)  # all moved to the dead-letter queue
+        dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"])
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=received[0]["ReceiptHandle"])
+        sqs.delete_message_batch(QueueUrl=dlq, Entries=[
+            *({"Id": f"m{n}", "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(dead["Messages"])),
+            {"Id": "bad", "ReceiptHandle": "bogus"}])
+        sqs.purge_queue(QueueUrl=url)
+        sqs.delete_queue(QueueUrl=url)
+
+        operations = {operation for _, operation, _ in recorder.seen}
+        assert len(operations) == 11 and len(received) == 3 and len(dead["Messages"]) == 3
+        assert recorder.problems() == []

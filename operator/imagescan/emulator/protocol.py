@@ -1,7 +1,7 @@
 """REST-JSON and JSON wire protocols, driven entirely by botocore's own service models.
 
 Routing (HTTP method + ``requestUri`` for REST-JSON, the ``X-Amz-Target`` header for JSON services such as
-ECR), where each input member travels (query string, header, body) and which
+ECR and SQS), where each input member travels (query string, header, body) and which
 HTTP status an error code carries all come from ``botocore.session.get_session().get_service_model(...)``. That
 way the emulator accepts exactly what the real boto3 client sends and nothing is hand-copied that could drift.
 """
@@ -22,11 +22,13 @@ from imagescan.emulator import errors
 IMAGEBUILDER = "imagebuilder"
 INSPECTOR2 = "inspector2"
 ECR = "ecr"
-SERVICES = (IMAGEBUILDER, INSPECTOR2, ECR)
+SQS = "sqs"
+SERVICES = (IMAGEBUILDER, INSPECTOR2, ECR, SQS)
 
 # Each service rejects malformed input with its own modeled code.
 _VALIDATION_CODE = {
     IMAGEBUILDER: "InvalidRequestException", INSPECTOR2: "ValidationException", ECR: "InvalidParameterException",
+    SQS: "InvalidParameterValue",  # SQS's JSON model names none; this is the code SQS answers bad values with
 }
 # SigV4: "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/imagebuilder/aws4_request, SignedHeaders=..."
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")

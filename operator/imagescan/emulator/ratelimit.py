@@ -62,10 +62,11 @@ class RateLimits:
             default = dataclasses.asdict(self._default) if self._default else {"tps": None, "burst": None}
             return {**default, "operations": {name: dataclasses.asdict(each) for name, each in self._overrides.items()}}
 
-    def admit(self, account_id: str, region: str, operation: str) -> float | None:
-        """Take a token for this call: None if it may proceed, else the seconds until a token is back."""
+    def admit(self, account_id: str, region: str, operation: str, *, named_only: bool = False) -> float | None:
+        """Take a token for this call: None if it may proceed, else the seconds until a token is back;
+        ``named_only``: limited only by a limit of the operation's own."""
         with self._lock:
-            rule = self._overrides.get(operation, self._default)
+            rule = self._overrides.get(operation, None if named_only else self._default)
             if rule is None:
                 return None
             key = (account_id, region, operation)

@@ -9,7 +9,8 @@ or STS at ``sts_endpoint_url`` resolves it), and every handler acts for that ``C
 tests also a call log, faults aimed at chosen pipelines and one-shot hooks before an update (``audit``); for
 Inspector how long activation takes (``inspector_delay_s``) and which resource types fail to activate; for
 benchmarks AWS's per-operation rate limits (``ratelimit``); for push intake the EventBridge events the
-services send, delivered to an SQS queue (``events``, ``sink``).
+services send, delivered to an SQS queue (``events``, ``sink``), which the same endpoint can hold (``sqs``: its
+calls are counted in ``queue_calls``, apart from the AWS API calls in ``calls`` and ``call_log``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from imagescan.emulator import (
     protocol,
     ratelimit,
     sink,
+    sqs,
     validation,
     world,
 )
@@ -49,14 +51,15 @@ from imagescan.emulator import (
 log = logging.getLogger(__name__)
 _HANDLERS = {
     protocol.IMAGEBUILDER: imagebuilder.OPERATIONS, protocol.INSPECTOR2: inspector.OPERATIONS,
-    protocol.ECR: ecr.OPERATIONS,
+    protocol.ECR: ecr.OPERATIONS, protocol.SQS: sqs.OPERATIONS,
 }
 Response = tuple[int, dict[str, str], bytes]
 # Each service's answer past its rate limit (code, HTTP status; None: as modeled). ECR models no throttling
-# error: AWS's JSON front end answers ThrottlingException with 400, which botocore retries as throttling.
+# error: AWS's JSON front end answers ThrottlingException with 400, which botocore retries as throttling. SQS
+# models RequestThrottled (no status: 400), also in botocore's throttling codes.
 _THROTTLING = {
     protocol.IMAGEBUILDER: ("CallRateLimitExceededException", None), protocol.INSPECTOR2: ("ThrottlingException", None),
-    protocol.ECR: ("ThrottlingException", 400),
+    protocol.ECR: ("ThrottlingException", 400), protocol.SQS: ("RequestThrottled", None),
 }
 
 
@@ -105,10 +108,13 @@ class _Faults:
             self._operations = frozenset(operations) if operations is not None else None
             self._remaining = count
 
-    def pick(self, operation: str) -> str | None:
-        """The error code this call must fail with, or None to let it through."""
+    def pick(self, operation: str, *, named_only: bool = False) -> str | None:
+        """The error code this call must fail with, or None to let it through; ``named_only``: only if the
+        faults name this operation."""
         with self._lock:
-            if not self._codes or (self._operations is not None and operation not in self._operations):
+            if not self._codes or (self._operations is None and named_only):
+                return None
+            if self._operations is not None and operation not in self._operations:
                 return None
             if self._remaining is not None:  # exact mode: the next N matching calls fail, rate ignored
                 if self._remaining <= 0:
@@ -157,6 +163,9 @@ class Emulator:
         self.latency_s = latency_s
         self.calls: collections.Counter[str] = collections.Counter()
         self.call_log = audit.CallLog()  # every request: when, which operation, which ARN, which error
+        self.queue_calls: collections.Counter[str] = collections.Counter()
+        """SQS calls per operation: the push intake's transport (and the event sink's sends), kept out of
+        ``calls`` and ``call_log``, which count the AWS API calls benchmarks and reliability tests measure."""
         self.hooks = audit.Hooks()
         self.endpoint_url: str | None = None
         self._calls_lock = threading.Lock()
@@ -180,6 +189,7 @@ class Emulator:
         bound_host, bound_port = self._server.server_address[:2]
         shown = bound_host if isinstance(bound_host, str) else bound_host.decode()
         self.endpoint_url = f"http://{shown}:{bound_port}"
+        self.world.sqs.endpoint_url = self.endpoint_url  # queue URLs: <endpoint>/<account>/<name>
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="imagescan-emulator", daemon=True
         )
@@ -190,6 +200,7 @@ class Emulator:
         """Stop serving and release the port; safe to call twice."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self.world.sqs.interrupt()  # long polls answer now instead of holding their threads up to 20 s
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -268,6 +279,7 @@ class Emulator:
         """Zero the per-operation call and throttle counters and empty the call log."""
         with self._calls_lock:
             self.calls.clear()
+            self.queue_calls.clear()
         self.call_log.clear()
         self.rate_limits.reset_counts()
 
@@ -333,8 +345,9 @@ class Emulator:
             return _error_response(404, "UnknownOperationException", f"No operation for {method} {path}")
         svc, op = routed
         arrived = time.monotonic()
-        with self._calls_lock:
-            self.calls[op.name] += 1  # faulted and rejected calls count: the client did make them
+        queued = svc.name == protocol.SQS
+        with self._calls_lock:  # faulted and rejected calls count: the client did make them
+            (self.queue_calls if queued else self.calls)[op.name] += 1
         if self.latency_s > 0:
             time.sleep(self.latency_s)
         decoded = _decode(svc, op, query, headers, body)
@@ -348,23 +361,28 @@ class Emulator:
         except errors.ApiError as exc:
             error = exc.code
             status = exc.status or _status(svc, exc.code)
-            return _error_response(status, exc.code, exc.message, exc.extra, exc.headers)
+            return _error_response(status, exc.code, exc.message, exc.extra, _error_headers(svc, exc.code, exc.headers))
         except Exception:  # a bug here must look like AWS's 500, not kill the connection
             error = "ServiceException"
             log.exception("emulator failed on %s", op.name)
-            return _error_response(500, "ServiceException", "Internal emulator error.")
+            headers = _error_headers(svc, error, {})
+            return _error_response(500, "ServiceException", "Internal emulator error.", headers=headers)
         finally:
-            self.call_log.record(arrived, op.name, arn, error)
+            if not queued:
+                self.call_log.record(arrived, op.name, arn, error)
 
     def _invoke(
         self, svc: protocol.Service, op: bmodel.OperationModel, decoded: dict[str, Any] | errors.ApiError,
         arn: str | None, authorization: str | None,
     ) -> dict[str, Any]:
-        fault = self._faults.pick_targeted(arn) or self._faults.pick(op.name)
+        # SQS fails and throttles only when a fault or a limit names its operation: faults and limits at large
+        # are about the AWS APIs under test, and SQS has no practical API rate limit.
+        queued = svc.name == protocol.SQS
+        fault = self._faults.pick_targeted(arn) or self._faults.pick(op.name, named_only=queued)
         if fault is not None:
             raise errors.ApiError(fault, f"Injected fault for {op.name}.")
         caller = self.identities.caller(authorization)  # AWS authenticates before it looks at the input
-        wait = self.rate_limits.admit(caller.account_id, caller.region, op.name)
+        wait = self.rate_limits.admit(caller.account_id, caller.region, op.name, named_only=queued)
         if wait is not None:
             raise _throttled(svc, wait)
         if isinstance(decoded, errors.ApiError):
@@ -426,6 +444,13 @@ def _throttled(svc: protocol.Service, wait: float) -> errors.ApiError:
     code, status = _THROTTLING[svc.name]
     headers = {"Retry-After": ratelimit.retry_after(wait)} if svc.name == protocol.INSPECTOR2 else {}
     return errors.ApiError(code, "Rate exceeded", status=status, headers=headers)
+
+
+def _error_headers(svc: protocol.Service, code: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """SQS adds its Query code (botocore raises the modeled exception from it, as with real SQS)."""
+    if svc.name == protocol.SQS:
+        return {**headers, "x-amzn-query-error": sqs.query_error(code)}
+    return dict(headers)
 
 
 def _error_response(

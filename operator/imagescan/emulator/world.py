@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from imagescan.emulator import activation, audit, events, generator
+from imagescan.emulator import activation, audit, events, generator, sqs
 
 FindingsSpec = int | dict[str, int] | None
 _SEED_EPOCH = 1735689600.0  # 2025-01-01T00:00:00Z: seeded history is fixed, live edits use the real clock
@@ -60,6 +60,8 @@ class World:
         self.on_event: Callable[[events.Envelope], None] | None = None
         """Called with every EventBridge event the emulated services send (outside the lock; must not block).
         None (the default): no event is even built."""
+        self.sqs = sqs.Queues()
+        """The emulated SQS queues (their own lock: a long poll waiting on them holds none of the world's)."""
 
     # --- clock ---------------------------------------------------------------------------------------------
 
