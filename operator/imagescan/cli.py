@@ -101,6 +101,8 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--fail-rate", type=float, default=0.0,
                          help="share of AWS calls that fail with throttling / 503 (0..1)")
     sandbox.add_argument("--no-operator", action="store_true", help="serve only the APIs; run `imagescan run` yourself")
+    sandbox.add_argument("--no-events", action="store_true",
+                         help="no push intake: the emulator sends no events, the operator polls only")
     sandbox.add_argument("--kubeconfig", type=pathlib.Path, default=pathlib.Path("imagescan-sandbox.kubeconfig"),
                          help="where to write the kubeconfig (default ./imagescan-sandbox.kubeconfig)")
     sandbox.add_argument("--examples", type=pathlib.Path, default=pathlib.Path("examples"),
@@ -256,7 +258,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     return sandbox.run(sandbox.Options(
         port=args.port, api_port=args.api_port, seed=args.seed, pipelines=args.pipelines,
         latency_ms=args.latency_ms, fail_rate=args.fail_rate, operator=not args.no_operator,
-        kubeconfig=args.kubeconfig, examples=args.examples,
+        kubeconfig=args.kubeconfig, examples=args.examples, events=not args.no_events,
     ))
 
 

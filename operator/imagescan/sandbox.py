@@ -4,6 +4,10 @@ Most people evaluating the operator have neither a spare EKS cluster nor an AWS 
 pipelines. The sandbox starts the Image Builder + Inspector emulator seeded with demo pipelines, the embedded
 Kubernetes API server (the same one the test suite uses), and the operator; applies the examples; waits until
 they are Ready; and prints the kubectl commands that work against it, until Ctrl-C.
+
+Push intake runs as in production (README, "Push"): the emulator sends the EventBridge events AWS would (a build
+finished, its findings changed) into an SQS queue it also serves, and the operator long-polls that queue, so a
+new build shows in status within seconds, with no timer involved.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ class Options:
     examples: pathlib.Path | None = pathlib.Path("examples")
     ready_timeout: float = 60.0
     tick: float = 2.0
+    events: bool = True
+    """Push intake: the emulator's events through its SQS queue (False: the operator polls only)."""
+
+
+EVENTS_QUEUE = "imagescan-events"
+EVENTS_DEAD_LETTERS = "imagescan-events-dlq"
 
 
 class Sandbox:
@@ -62,6 +72,7 @@ class Sandbox:
         self.emulator: emulator_server.Emulator | None = None
         self.api: apiserver.ApiServer | None = None
         self.operator: runner.InThread | None = None
+        self.queue_url: str | None = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -69,6 +80,9 @@ class Sandbox:
     def start(self) -> None:
         self.emulator = self._step("AWS emulator (Image Builder + Inspector)", self._start_emulator,
                                    lambda e: f"at {e.endpoint_url}: {len(e.world.pipeline_arns())} demo pipelines")
+        if self.options.events:
+            self.queue_url = self._step("events queue (EventBridge -> SQS)", self._start_events,
+                                        lambda url: f"{url}: the emulator sends build and findings events here")
         self.api = self._step("Kubernetes API server", self._start_api, lambda a: f"at {a.url}")
         self._step("CRDs", self._install_crds, lambda plurals: ", ".join(plurals))
         if self.options.operator:
@@ -107,6 +121,20 @@ class Sandbox:
         _bind(lambda: emu.start(port=options.port), options.port, "--port")
         return emu
 
+    def _start_events(self) -> str:
+        """The queue an EventBridge rule would fill (deploy/aws/: dead-letter queue after 5 receives, 60 s
+        visibility), served by the emulator, which sends its events there."""
+        assert self.emulator is not None
+        world = self.emulator.world
+        dead_letters = world.sqs.create(world.account_id, world.region, EVENTS_DEAD_LETTERS)
+        dead_letters_arn = world.sqs.attributes(dead_letters, world.region, ["QueueArn"])["QueueArn"]
+        url = world.sqs.create(world.account_id, world.region, EVENTS_QUEUE, {
+            "VisibilityTimeout": "60", "ReceiveMessageWaitTimeSeconds": "20",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_letters_arn, "maxReceiveCount": 5}),
+        })
+        self.emulator.send_events_to(url, endpoint_url=self.emulator.endpoint_url, region=world.region)
+        return url
+
     def _start_api(self) -> apiserver.ApiServer:
         api = apiserver.ApiServer(port=self.options.api_port)
         _bind(api.start, self.options.api_port, "--api-port")
@@ -128,8 +156,10 @@ class Sandbox:
             os.environ[name] = value
         config = runtime.Config(
             aws=aws_clients.Settings(default_region=self.emulator.world.region,
-                                     endpoint_url=self.emulator.endpoint_url),
+                                     endpoint_url=self.emulator.endpoint_url,
+                                     sqs_endpoint_url=self.emulator.endpoint_url if self.queue_url else None),
             tick=self.options.tick, clusterwide=True,
+            events=runtime.Events(queue_url=self.queue_url) if self.queue_url else None,
         )
         return runner.InThread(config).start()
 
@@ -215,15 +245,36 @@ class Sandbox:
             f"  {kubectl} get inspectoractivations    # examples/inspectoractivation.yaml: Inspector on, per type",
             f"  imagescan findings --kubeconfig {kubeconfig} --by vulnerability",
         ]
+        if self.queue_url is not None:
+            lines += self._push_instructions(kubectl)
         if not self.options.operator:
             lines += [
                 "",
                 "The operator is not running (--no-operator). Start it in another terminal:",
                 f"  AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox imagescan run --kubeconfig {kubeconfig} "
-                f"--aws-endpoint-url {self.emulator.endpoint_url} --region {self.emulator.world.region}",
+                f"--aws-endpoint-url {self.emulator.endpoint_url} --region {self.emulator.world.region}"
+                + (f" --events-queue-url {self.queue_url} --sqs-endpoint-url {self.emulator.endpoint_url}"
+                   if self.queue_url else ""),
             ]
         lines += ["", "Ctrl-C stops everything."]
         return "\n".join(lines)
+
+
+    def _push_instructions(self, kubectl: str) -> list[str]:
+        """How to watch a new build reach status within seconds: the emulator builds it (its control API) and
+        sends the events AWS would."""
+        assert self.emulator is not None
+        arns = self.emulator.world.pipeline_arns()
+        pipeline = next((arn for arn in arns if arn.endswith("/web-ami")), arns[0] if arns else None)
+        if pipeline is None:
+            return []
+        request = json.dumps({"pipelineArn": pipeline, "findings": {"CRITICAL": 3, "HIGH": 2}})
+        return [
+            "",
+            "Push: a new build of web-ami with 3 criticals, in status within seconds (no timer involved):",
+            f"  {kubectl} get imagepipelines -w &",
+            f"  curl -s -X POST {self.emulator.endpoint_url}/_emulator/images -d '{request}'",
+        ]
 
 
 def _cell(value: Any) -> str:

@@ -11,7 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -104,10 +106,41 @@ def test_sandbox_shows_ready_pipelines_and_serves_kubectl(sandbox: Running) -> N
     assert code == 0 and "stopped" in rest
 
 
+def test_a_new_build_reaches_status_within_seconds_through_the_events_queue(sandbox: Running) -> None:
+    """Push intake as the instructions show it: the emulator builds web-ami again (its control API), sends the
+    events AWS would into the SQS queue it serves, and the operator's status names the build in seconds."""
+    text = "\n".join(sandbox.output)
+    assert "events queue (EventBridge -> SQS)" in text and "/_emulator/images" in text
+    arn = json.loads(sandbox.kubectl("get", "imagepipeline", "web-ami", "-o", "json"))["spec"]["pipelineArn"]
+    request = urllib.request.Request(
+        sandbox.url("AWS emulator:") + "/_emulator/images", method="POST",
+        data=json.dumps({"pipelineArn": arn, "findings": {"CRITICAL": 7, "HIGH": 1}}).encode(),
+    )
+    built_at = time.monotonic()
+    with urllib.request.urlopen(request, timeout=10) as response:
+        image = json.load(response)["imageArn"]
+
+    def latest() -> dict[str, Any]:
+        status = json.loads(sandbox.kubectl("get", "imagepipeline", "web-ami", "-o", "json")).get("status", {})
+        return dict(status.get("findings", {}).get("latestImage") or {})
+
+    while latest().get("arn") != image and time.monotonic() - built_at < 30:
+        time.sleep(0.2)
+    freshness = time.monotonic() - built_at
+    assert latest().get("arn") == image, "the new build never reached status"
+    counts = latest()["severityCounts"]
+    assert counts["critical"] == 7 and counts["high"] == 1
+    # The examples refresh findings every 15 min or more and the sandbox's tick is 2 s: only the event explains it.
+    assert freshness <= 10.0, f"event -> status took {freshness:.1f}s"
+    code, _ = _stop(sandbox)
+    assert code == 0
+
+
 def test_no_operator_serves_only_the_apis_for_imagescan_run(tmp_path: pathlib.Path) -> None:
     sandbox = _start(tmp_path, "--no-operator")
     try:
-        assert "imagescan run" in "\n".join(sandbox.output)
+        printed = "\n".join(sandbox.output)
+        assert "imagescan run" in printed and "--events-queue-url" in printed and "--sqs-endpoint-url" in printed
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
         operator = subprocess.Popen(
             [sys.executable, "-m", "imagescan.cli", "run", "--kubeconfig", str(sandbox.kubeconfig),
