@@ -41,7 +41,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--sts-endpoint-url", help="assume IAM roles (spec.roleArn) through this STS endpoint "
                      "(default: botocore's AWS_ENDPOINT_URL_STS / the default region's STS endpoint)")
     run.add_argument("--workers", type=int, default=10, help="threads for AWS calls (default 10)")
-    run.add_argument("--tick", type=float, default=10.0, help="seconds between due-checks per object (default 10)")
+    run.add_argument("--tick", type=float, default=10.0,
+                     help="seconds between policy judgements and activation due-checks (default 10); "
+                          "ImagePipelines wait until due")
     run.add_argument("--http-port", type=int, help="serve /healthz (liveness), /readyz (readiness) and /metrics "
                      "(Prometheus) over plain HTTP on this port (default: off)")
     run.add_argument("--http-addr", default="0.0.0.0", help="address for --http-port (default 0.0.0.0)")

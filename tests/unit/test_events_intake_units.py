@@ -204,11 +204,11 @@ def test_with_push_healthy_reads_wait_for_the_safety_net_and_come_back_when_inta
     plan = on_safety_net(clock)
     clock.now += 3600
     assert not plan.due("uid").sync  # 10m resync stretched to the 6h safety net
-    assert plan.poll_again() == 1
+    assert len(plan.poll_again()) == 1
     clock.now += 600 * (1 + schedule.JITTER)  # overdue ones are spread over one resync, not all due at once
     due = plan.due("uid")
     assert due.sync and due.findings
-    assert plan.poll_again() == 0
+    assert plan.poll_again() == []
 
 
 def test_intake_failing_spreads_the_overdue_and_keeps_back_offs_and_stalled_objects() -> None:
@@ -221,7 +221,7 @@ def test_intake_failing_spreads_the_overdue_and_keeps_back_offs_and_stalled_obje
     clock.now += 3 * 3600  # on the safety net, none due yet; on their own intervals, all long overdue
     plan.failed("backing-off", terminal=False, resync=600)
     plan.failed("stalled", terminal=True, resync=600)
-    assert plan.poll_again() == 50
+    assert len(plan.poll_again()) == 50
     assert sum(plan.due(f"ok-{n}").sync for n in range(50)) <= 10  # not all on the next tick
     clock.now += 60
     assert not plan.due("stalled").sync

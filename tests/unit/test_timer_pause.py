@@ -1,5 +1,7 @@
-"""The resync timer's wait (``Runtime.pause``) never sleeps through an event: at the shipped tick (10 s), a pause
-that should end at once is given a second, so a lost wake-up fails here instead of costing a tick in production.
+"""The resync timer's wait (``Runtime.pause``) lasts until the object is due, and never sleeps through what makes
+it due sooner: an event, a spec change's reconcile, push intake failing, a policy's new verdict. At the shipped
+tick (10 s), a pause that should end at once is given a second, so a lost wake-up fails here instead of costing
+a tick (or a whole resync interval) in production.
 
 Found end to end: an event that came while the create handler held the object, or before the timer's first
 call, waited for the next tick (10 s) instead of the 2 s the schedule asks for."""
@@ -14,7 +16,9 @@ import pytest
 from kopf._cogs.aiokits import aioenums
 
 from imagescan.handlers import runtime
-from imagescan.reconcile import schedule
+from imagescan.models import imagepipeline as m
+from imagescan.models import kstatus
+from imagescan.reconcile import policy, schedule
 
 TICK = runtime.Config().tick
 UID = "uid-web"
@@ -117,4 +121,52 @@ async def test_a_stopped_timer_does_not_wait(shared: runtime.Runtime) -> None:
     pause = asyncio.ensure_future(shared.pause(UID, stopped, TICK))
     await asyncio.sleep(0.05)
     setter.set()
+    await _ends_promptly(pause)
+
+
+async def test_an_idle_objects_timer_waits_until_it_is_due_not_a_tick(shared: runtime.Runtime) -> None:
+    _reconciled(shared)  # next due in about 10 min
+    pause = asyncio.ensure_future(shared.pause(UID, _stopped(), tick=0.1))  # whatever the tick
+    await asyncio.sleep(0.5)
+    assert not pause.done()  # no timer call per tick for 1,000 idle objects
+    pause.cancel()
+
+
+async def test_a_spec_change_that_must_back_off_wakes_a_waiting_timer(shared: runtime.Runtime) -> None:
+    _reconciled(shared)
+    pause = asyncio.ensure_future(shared.pause(UID, _stopped(), TICK))
+    await asyncio.sleep(0.05)
+    shared.schedule.failed(UID, terminal=False, resync=600.0)  # the update handler's reconcile failed
+    shared.rescheduled(UID)
+    await _ends_promptly(pause)
+
+
+async def test_push_intake_failing_wakes_the_objects_on_the_safety_net(shared: runtime.Runtime) -> None:
+    shared.schedule.succeeded(UID, resync=600.0, refresh=900.0, findings_refreshed=True, started=shared.schedule.now())
+    shared.schedule.succeeded(UID, resync=600.0, refresh=900.0, findings_refreshed=True,
+                              safety_net=21600.0, started=shared.schedule.now())  # a second success: on the net
+    pause = asyncio.ensure_future(shared.pause(UID, _stopped(), TICK))
+    await asyncio.sleep(0.05)
+    assert shared.poll_again() == 1
+    await _ends_promptly(pause)
+    assert (shared.schedule.next_attempt(UID) or 0) <= 600.0 * 1.1
+
+
+def _written_compliance(shared: runtime.Runtime, verdict: policy.Compliance) -> None:
+    condition = kstatus.make(kstatus.Type.POLICY_COMPLIANT, verdict.status, verdict.reason, verdict.message, 1)
+    shared.remember(UID, m.ImagePipelineStatus(conditions=[condition]))
+
+
+async def test_a_new_verdict_wakes_the_pipelines_whose_condition_it_changes(shared: runtime.Runtime) -> None:
+    _reconciled(shared)
+    pipeline = policy.Pipeline(name="web", labels={}, status=m.ImagePipelineStatus(), uid=UID)
+    _written_compliance(shared, shared.compliance("team", "web", []))
+    pause = asyncio.ensure_future(shared.pause(UID, _stopped(), TICK))
+    await asyncio.sleep(0.05)
+    assert shared.recheck_compliance("team", [pipeline], []) == 0  # the condition says what they recorded
+    await asyncio.sleep(0.05)
+    assert not pause.done()
+
+    _written_compliance(shared, policy.Compliance("False", "PolicyViolated", "breaks no-criticals"))
+    assert shared.recheck_compliance("team", [pipeline], []) == 1  # e.g. the policy was deleted
     await _ends_promptly(pause)

@@ -67,7 +67,8 @@ def _register_indexes(registry: kopf.OperatorRegistry) -> None:
 
 
 async def index_pipeline(
-        namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status, **_: Any,
+        namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status,
+        uid: str | None, **_: Any,
 ) -> dict[str | None, policy.Pipeline]:
     # async though it never awaits: kopf runs a sync index function in its thread pool, a thread hand-off
     # on every watch event of every ImagePipeline for a function that never blocks.
@@ -77,7 +78,7 @@ async def index_pipeline(
         parsed = ip.ImagePipelineStatus()
     role_arn = spec.get("roleArn")
     return {namespace: policy.Pipeline(name=name, labels=dict(labels), status=parsed,
-                                       role_arn=str(role_arn) if role_arn else None)}
+                                       role_arn=str(role_arn) if role_arn else None, uid=uid or "")}
 
 
 def _judged_parts(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,6 +129,8 @@ async def evaluate(
         status = _refuse_spec(body, patch, previous, exc, generation)
         if "runtime" in memo:  # refusing a spec needs nothing of the runtime but the metrics
             memo.runtime.metrics.settled(KIND, body.meta.uid or "", status.conditions)
+            # Left out of the index now: the pipelines it judged no longer answer to it.
+            wake_changed_pipelines(memo.runtime, namespace, kwargs)
         return
     shared: runtime.Runtime = memo.runtime
     with shared.metrics.reconcile(KIND) as tally:
@@ -141,6 +144,7 @@ async def _evaluate(body: kopf.Body, patch: kopf.Patch, namespace: str | None, s
     pipelines = list(pipelines_by_namespace.get(namespace, []))
     result = await judge(shared, namespace, body.meta.name or "", spec, pipelines, logger,
                          kwargs.get(namespaces.INDEX))
+    wake_changed_pipelines(shared, namespace, kwargs)
     message = (f"{result.totals.violating} of {result.totals.selected} selected pipeline(s) break the policy"
                + (f", {result.totals.unknown} without findings yet" if result.totals.unknown else ""))
     status = fp.FindingsPolicyStatus(
@@ -180,7 +184,7 @@ async def judge(shared: runtime.Runtime, namespace: str | None, name: str, spec:
 
 
 async def forget_verdicts(event: kopf.RawEvent, namespace: str | None, name: str | None, memo: kopf.Memo,
-                          **_: Any) -> None:
+                          **kwargs: Any) -> None:
     """Drop a deleted policy's verdicts. Readers already skip it (they ask only the policies kopf's index
     holds); this keeps them from staying in memory, and a policy re-created under the name from being read
     with the old one's verdicts before it is first evaluated."""
@@ -189,6 +193,17 @@ async def forget_verdicts(event: kopf.RawEvent, namespace: str | None, name: str
         shared.verdicts.forget(namespace, name)
         shared.metrics.forget_policy(namespace, name)
         shared.metrics.forget(str(event.get("object", {}).get("metadata", {}).get("uid", "")))
+        wake_changed_pipelines(shared, namespace, kwargs, without=name)
+
+
+def wake_changed_pipelines(shared: runtime.Runtime, namespace: str | None, indexes: Mapping[str, Any],
+                           without: str | None = None) -> int:
+    """The ImagePipelines' timers wait until they are due: after the namespace's verdicts changed (a policy
+    judged, deleted, or refused as invalid), wake those whose PolicyCompliant condition no longer says what
+    the policies recorded, so they write it. ``without``: a policy being deleted (the index may still hold it)."""
+    pipelines = list((indexes.get(INDEX) or {}).get(namespace, []))
+    names = [name for name, _ in (indexes.get(POLICY_INDEX) or {}).get(namespace, []) if name != without]
+    return shared.recheck_compliance(namespace, pipelines, names)
 
 
 class Judging:

@@ -227,7 +227,7 @@ def _reschedule(
 def _compliance(body: kopf.Body, policies: Policies | None, shared: runtime_.Runtime) -> policy.Compliance:
     """What the namespace's policies last recorded of this pipeline."""
     names = [name for name, _ in policies.get(body.meta.namespace, [])] if policies is not None else []
-    return policy.compliance(shared.verdicts.read(body.meta.namespace, body.meta.name or "", names))
+    return shared.compliance(body.meta.namespace, body.meta.name or "", names)
 
 
 def _with_compliance(

@@ -177,7 +177,7 @@ class Intake:
     async def _back_off(self, exc: errors.AwsError) -> None:
         self._failures += 1
         if self.shared.push_healthy or self._failures == 1:
-            moved = self.shared.schedule.poll_again()
+            moved = self.shared.poll_again()
             logger.warning("events queue %s failed: %s; polling AWS on each object's own intervals (%d brought "
                            "forward) until it answers", self.queue_url, exc.message, moved)
         self.shared.push_healthy = False

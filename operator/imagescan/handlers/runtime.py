@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from imagescan import metrics as metrics_
@@ -37,9 +37,11 @@ class Config:
 
     aws: aws_clients.Settings = dataclasses.field(default_factory=aws_clients.Settings)
     tick: float = 10.0
-    """How often each object's timer asks the schedule whether it is due (resync, findings refresh or a retry
-    after a failure), in seconds, at the least: the timer waits until the schedule's time (or an event wakes it),
-and no longer than a tick. The schedule alone decides when."""
+    """Seconds: how often FindingsPolicies are judged again and InspectorActivations ask the schedule whether
+    they are due. An ImagePipeline's timer waits until the schedule says it is due (resync, findings refresh,
+    a retry after a failure) or something wakes it (an event, its spec changing, a policy's new verdict); the
+    tick bounds its wait only while the schedule cannot say (before its first reconcile, or while another
+    handler reconciles it). The schedule alone decides when."""
     namespaces: tuple[str, ...] = ()
     clusterwide: bool = False
     http: probes.Settings | None = None
@@ -70,6 +72,8 @@ class Runtime:
         self.push_healthy = False
         """Set by the events intake alone: its last read of the queue succeeded."""
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._pausing_until: dict[str, float] = {}
+        """When each timer's current pause ends by itself (event loop time)."""
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.aws.workers, thread_name_prefix="imagescan-aws",
         )
@@ -109,14 +113,17 @@ class Runtime:
         return accepted
 
     async def pause(self, uid: str, stopped: Any, tick: float) -> None:
-        """What the resync timer waits for between due-checks: until the object is due, it is woken, the timer is
-        stopped, or ``tick`` passes, whichever is first. Not at all if it is due and nobody is reconciling it."""
+        """What the resync timer waits for: until the object is due, it is woken (``_alarm``: an event, a spec
+        change, a policy's new verdict, Inspector turned on, push intake failing) or the timer is stopped. Not at
+        all if it is due and nobody is reconciling it. An idle object's timer is not called again until then:
+        idle objects cost no timer calls. ``tick`` bounds the wait only while the schedule cannot say (the
+        object not reconciled yet, or another handler reconciling it)."""
         if stopped:
             return
         until = self.schedule.next_attempt(uid)
         lock = self._locks.get(uid)
         busy = lock is not None and lock.locked()
-        timeout = tick if until is None or busy else min(tick, max(0.0, until))
+        timeout = tick if until is None or busy else max(0.0, until)
         alarm = self._wakeups.setdefault(uid, asyncio.Event())
         if timeout <= 0 or alarm.is_set():
             # An alarm raised while the timer was not waiting (it was reconciling, or kopf's rest between two
@@ -124,21 +131,54 @@ class Runtime:
             alarm.clear()
             return
         waits = [asyncio.ensure_future(alarm.wait()), asyncio.ensure_future(stopped.wait(timeout))]
+        self._pausing_until[uid] = asyncio.get_running_loop().time() + timeout
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._pausing_until.pop(uid, None)
             alarm.clear()
             for waiting in waits:
                 waiting.cancel()
 
     def rescheduled(self, uid: str) -> None:
-        """A handler other than the object's timer reconciled it (create, update, resume). The timer waits a
-        whole tick while another handler holds the object: if the object is due sooner (events notified
-        meanwhile), it wakes to read the schedule again; otherwise it is left alone (no extra timer call per
-        object in a create storm)."""
+        """A handler other than the object's timer reconciled it (create, update, resume). If the object is now
+        due before the timer's pause ends (a changed spec that failed backs off, events came meanwhile), the
+        timer wakes to read the schedule again; otherwise it is left alone (no extra timer call per object in a
+        create storm). A timer that is not pausing reads the schedule before it next waits."""
         until = self.schedule.next_attempt(uid)
-        if until is not None and until < self.config.tick:
+        pausing_until = self._pausing_until.get(uid)
+        if until is None or pausing_until is None:
+            return
+        if asyncio.get_running_loop().time() + until < pausing_until:
             self._alarm(uid)
+
+    def poll_again(self) -> int:
+        """Push intake failed: the objects on the safety net are due on their own intervals again
+        (``schedule.poll_again``), and their timers wake to wait for that instead. Returns how many moved."""
+        moved = self.schedule.poll_again()
+        for uid in moved:
+            self._alarm(uid)
+        return len(moved)
+
+    def compliance(self, namespace: str | None, name: str, policy_names: Iterable[str]) -> policy.Compliance:
+        """An ImagePipeline's PolicyCompliant verdict: what the namespace's valid policies last recorded."""
+        return policy.compliance(self.verdicts.read(namespace, name, policy_names))
+
+    def recheck_compliance(self, namespace: str | None, pipelines: Iterable[policy.Pipeline],
+                           policy_names: Iterable[str]) -> int:
+        """After the namespace's policies were judged: wake the timer of each pipeline whose PolicyCompliant
+        condition no longer says what they recorded (the timer writes it). Returns how many."""
+        names = list(policy_names)
+        woken = 0
+        for pipeline in pipelines:
+            written = self._compliance.get(pipeline.uid)
+            if written is None:
+                continue  # not reconciled yet (or an invalid spec): its next reconcile writes the condition
+            verdict = self.compliance(namespace, pipeline.name, names)
+            if written != (verdict.status, verdict.reason, verdict.message):
+                self._alarm(pipeline.uid)
+                woken += 1
+        return woken
 
     def _alarm(self, uid: str) -> None:
         # Kept even when the timer has not paused yet: its first pause ends at once and reads the schedule.
@@ -148,6 +188,7 @@ class Runtime:
         alarm = self._wakeups.pop(uid, None)
         if alarm is not None:
             alarm.set()
+        self._pausing_until.pop(uid, None)
         self.targets.forget(uid)
         self.inspector_waiters.release(uid)
         self._locks.pop(uid, None)

@@ -37,6 +37,8 @@ class Pipeline:
     status: ip.ImagePipelineStatus
     role_arn: str | None = None
     """spec.roleArn: reading its findings goes through the role its namespace grants it, as its reconcile does."""
+    uid: str = ""
+    """metadata.uid: whose timer to wake when the policies' verdict on it changes."""
 
 
 Listed = ip.Finding | details_.Detail

@@ -190,14 +190,14 @@ class Schedule:
             entry.event_due = min(now + EVENT_QUIET, entry.burst_started + EVENT_MAX_WAIT)
             return True
 
-    def poll_again(self) -> int:
+    def poll_again(self) -> list[str]:
         """Push intake stopped working: every object scheduled on the safety net is due again on its own
         intervals, counted from its last success, and those already overdue are spread over one resync rather
-        than read all at once. A back-off or a Stalled object keeps its time. Returns how many were moved."""
+        than read all at once. A back-off or a Stalled object keeps its time. Returns the objects moved."""
         with self._lock:
             now = self._clock()
-            moved = 0
-            for entry in self._entries.values():
+            moved: list[str] = []
+            for uid, entry in self._entries.items():
                 if entry.poll is None:
                     continue
                 resync, refresh = entry.poll
@@ -209,7 +209,7 @@ class Schedule:
                                           max(entry.last_findings + self._jitter(refresh), spread))
                 entry.next_attempt = min(entry.next_attempt, max(entry.last_success + self._jitter(resync), spread),
                                          entry.next_findings)
-                moved += 1
+                moved.append(uid)
             return moved
 
     def forget(self, uid: str) -> None:
