@@ -36,8 +36,8 @@ POLICY_INDEX = "policies_by_namespace"  # registered by handlers.findingspolicy
 Policies = kopf.Index[str | None, tuple[str, fp.FindingsPolicySpec]]
 TRIGGERS = {"create": "created", "update": "updated", "resume": "resumed"}  # kopf's reason -> the log's word
 TIMER_REST = 0.5
-"""kopf's pause between two calls of the resync timer. The timer's own wait (``Runtime.pause``: until due,
-woken by an event, or the tick) is where the time passes; kopf's sleep cannot be woken, so it is kept short."""
+"""kopf's pause between two calls of the resync timer. The timer's own wait (``Runtime.pause``: until due, or
+woken) is where the time passes; kopf's sleep cannot be woken, so it is kept short."""
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
@@ -76,8 +76,8 @@ async def resync(
         await _reconcile(body, patch, memo, logger, kwargs, refresh_findings=due.findings, notified=due.notified,
                          trigger="event" if due.notified else "resync")
         return
-    # Not due: only PolicyCompliant may have changed (a policy judged anew). Compared with what was written
-    # without reading the last status back (16 KB of JSON per object per tick otherwise).
+    # Not due (woken by a policy's verdict, or the first tick after the create handler): only PolicyCompliant
+    # may have changed. Compared with what was written without reading the 16 KB status back.
     verdict = _compliance(body, kwargs.get(POLICY_INDEX), shared)
     if shared.compliance_written(uid) == (verdict.status, verdict.reason, verdict.message):
         return
