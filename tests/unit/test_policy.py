@@ -349,3 +349,45 @@ def test_condition_reads_each_policys_standing() -> None:
     verdicts.record("team", "blank", _judgement({"api": None}, {"api"}))
     assert policy.compliance(verdicts.read("team", "api", ["blank"])).reason == "NoFindings"
     assert verdicts.read("team", "web", []) == [], "only the policies the caller names (kopf's index) are read"
+
+
+async def _indexed(name: str, top: list[dict[str, Any]]) -> policy.Pipeline:
+    obj: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": "team"}, "spec": {},
+        "status": {"findings": {"top": top, "severityCounts": {"high": len(top), "total": len(top)}}},
+    }
+    body = kopf.Body(cast(kopf.RawBody, obj))
+    indexed = await findingspolicy.index_pipeline(
+        namespace="team", name=name, labels=body.metadata.labels, spec=body.spec, status=body.status,
+        uid=f"uid-{name}")
+    return indexed["team"]
+
+
+def _listed(cve: str, fixed_in: Any = "1.2.3", score: Any = 7.5) -> dict[str, Any]:
+    return {"vulnerabilityId": cve, "severity": "HIGH", "inspectorScore": score, "fixAvailable": "YES",
+            "title": f"{cve} in openssl", "description": "long prose the index leaves out",
+            "package": {"name": "openssl", "version": "1.2.2", "fixedInVersion": fixed_in}}
+
+
+async def test_the_index_shares_one_parsed_finding_among_pipelines_that_list_it() -> None:
+    """At 1,000 pipelines the index held ten parsed findings per pipeline (≈ 2 KB each) for the operator's
+    lifetime; pipelines built from one base image list the same CVEs, so each distinct one is kept once."""
+    first = await _indexed("a", [_listed("CVE-2024-0001"), _listed("CVE-2024-0002")])
+    second = await _indexed("b", [_listed("CVE-2024-0002"), _listed("CVE-2024-0001", fixed_in="1.2.4")])
+    assert first.status.findings is not None and second.status.findings is not None
+    a1, a2 = first.status.findings.top
+    b2, b1 = second.status.findings.top
+    assert a2 is b2
+    assert a1 is not b1 and a1.package is not None and b1.package is not None
+    assert (a1.package.fixed_in_version, b1.package.fixed_in_version) == ("1.2.3", "1.2.4")
+    assert a1.title is None and a1.inspector_score == 7.5 and a1.fix_available == "YES"
+
+
+async def test_a_malformed_listed_finding_leaves_that_pipeline_unjudged_and_shares_nothing() -> None:
+    """An unhashable value where a scalar belongs is a validation failure like any other (empty status, as
+    before sharing), never a TypeError out of the index."""
+    bad = await _indexed("c", [_listed("CVE-2024-0003", fixed_in=["1.2.3"])])
+    worse = await _indexed("d", [_listed("CVE-2024-0003", score={"value": 7.5})])
+    assert bad.status == ip.ImagePipelineStatus() and worse.status == ip.ImagePipelineStatus()
+    good = await _indexed("e", [_listed("CVE-2024-0003", score=7)])
+    assert good.status.findings is not None and good.status.findings.top[0].inspector_score == 7.0
