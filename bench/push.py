@@ -14,8 +14,8 @@ the safety net at its 6h default):
 - push mode: a warm-up object turns Ready, then a new build of its pipeline must reach its status through the
   queue (the whole path works, and intake reports the queue healthy, before any measured object exists); then
   N objects (bench/scale.py's seeding: alternately AMI and container, scanning turned on by the operator),
-  created one after another, all Ready, and a tick waited out (a new object's timer first runs a tick after its
-  creation, so an event in its first tick waits for that: not the case being measured);
+  created one after another, all Ready, and a tick waited out (until f7661ea a new object's timer first ran a
+  tick after its creation, so an event in its first tick waited for that; the wait stays so that runs compare);
 - freshness: for K of them, one at a time, a new build with new criticals (``POST /_emulator/images``), timed
   from the request to status.findings.latestImage.arn naming it (read in the API server's thread every 50 ms);
   then, for the same K, changed findings of that build (``POST /_emulator/findings``), timed to the new critical
@@ -148,8 +148,9 @@ def measure(args: argparse.Namespace, window: float, *, push: bool) -> dict[str,
         seconds = create_and_wait(args, api)
         out: dict[str, Any] = {"ready": len(ready_pipelines(api)), "seconds_to_all_ready": round(seconds, 2)}
         if push and args.samples > 0:
-            # A new object's timer first runs a tick after its creation (kopf's initial_delay): an event in
-            # that tick waits for it. Objects of interest have existed for longer; so must the sampled ones.
+            # Until f7661ea a new object's timer first ran a tick after its creation (kopf's initial_delay), and
+            # an event in that tick waited for it; that is gone (tests/integration/test_push.py times an event
+            # right after creation), and the wait stays so that results compare with the runs before.
             time.sleep(args.tick + 2.0)
             out["freshness"] = freshness(args, api, emu, operator)
         time.sleep(imagepipeline.parse_duration(args.lead_in))
