@@ -112,7 +112,7 @@ def _judged_finding(finding: Mapping[str, Any]) -> ip.Finding:
     key = _sharing_key(judged)
     try:
         shared = _SHARED_FINDINGS.get(key)
-    except TypeError:  # a list or a mapping where a scalar belongs: validation says what is wrong
+    except TypeError:  # unhashable (a list where a scalar belongs): validation says what is wrong
         return ip.Finding.model_validate(judged)
     if shared is None:
         shared = _SHARED_FINDINGS[key] = ip.Finding.model_validate(judged)
